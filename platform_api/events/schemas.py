@@ -1,0 +1,173 @@
+"""The event contract: one envelope, a typed properties model per event type."""
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Rpe = Annotated[float, Field(ge=1, le=10)]
+Goal = Literal["lose_weight", "build_muscle", "build_strength", "endurance", "mobility", "general_fitness"]
+Level = Literal["beginner", "intermediate", "expert"]
+Source = Literal["recommendation", "browse", "search", "plan", "free"]
+
+
+class Props(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UserCreated(Props):
+    goal: Goal
+    fitness_level: Level
+    equipment: list[str] = Field(default_factory=list, max_length=20)
+    session_minutes: int = Field(30, ge=5, le=240)
+    region: str = Field("US", min_length=2, max_length=2)
+
+
+class EmailVerified(Props):
+    pass
+
+
+class PlanEnrolled(Props):
+    source: Source = "browse"
+    request_id: str | None = None
+
+
+class WorkoutStarted(Props):
+    session_id: str
+    source: Source = "free"
+    request_id: str | None = None
+
+
+class ExerciseLogged(Props):
+    session_id: str
+    exercise_id: str
+    sets: int = Field(ge=1, le=50)
+    reps: int = Field(0, ge=0, le=1000)
+    duration_s: int = Field(0, ge=0, le=4 * 3600)
+    weight_kg: float = Field(0, ge=0, le=500)
+    rpe: Rpe | None = None
+
+
+class WorkoutCompleted(Props):
+    session_id: str
+    duration_min: float = Field(gt=0, le=600)
+    total_sets: int = Field(ge=0, le=500)
+    total_reps: int = Field(ge=0, le=10000)
+    calories: float = Field(ge=0, le=5000)
+    rpe: Rpe | None = None
+    category: str | None = None
+
+
+class HealthMetricSynced(Props):
+    day: date
+    steps: int | None = Field(None, ge=0, le=150_000)
+    active_minutes: int | None = Field(None, ge=0, le=1440)
+    resting_hr: float | None = Field(None, ge=25, le=220)
+    sleep_minutes: int | None = Field(None, ge=0, le=1440)
+    weight_kg: float | None = Field(None, ge=20, le=400)
+    source: str = "app"
+
+
+class ContentViewed(Props):
+    seconds: int = Field(0, ge=0, le=24 * 3600)
+    source: Source = "browse"
+    request_id: str | None = None
+
+
+class ContentReady(Props):
+    kind: Literal["exercise_guide", "video", "article"]
+
+
+class RecommendationImpression(Props):
+    request_id: str
+    position: int = Field(ge=0, le=1000)
+    model_version: str
+    arm: str = "control"
+    surface: str = "home"
+    score: float | None = None
+
+
+class RecommendationAction(Props):
+    request_id: str
+    position: int = Field(ge=0, le=1000)
+
+
+class PaymentEvent(Props):
+    payment_id: str
+    amount_cents: int = Field(ge=0)
+    currency: str = Field(min_length=3, max_length=3)
+    gateway: str
+    reason: str | None = None
+
+
+class SubscriptionActivated(Props):
+    subscription_id: str
+    plan_code: str
+    renews_at: datetime
+
+
+PROPERTIES: dict[str, type[Props]] = {
+    "user.created": UserCreated,
+    "user.email_verified": EmailVerified,
+    "plan.enrolled": PlanEnrolled,
+    "workout.started": WorkoutStarted,
+    "exercise.logged": ExerciseLogged,
+    "workout.completed": WorkoutCompleted,
+    "health_metric.synced": HealthMetricSynced,
+    "content.viewed": ContentViewed,
+    "content.ready": ContentReady,
+    "recommendation.impression": RecommendationImpression,
+    "recommendation.clicked": RecommendationAction,
+    "recommendation.dismissed": RecommendationAction,
+    "payment.completed": PaymentEvent,
+    "payment.failed": PaymentEvent,
+    "subscription.activated": SubscriptionActivated,
+}
+EVENT_TYPES = tuple(PROPERTIES)
+# Catalogue events describe items, not a user's action.
+USERLESS_TYPES = frozenset({"content.ready"})
+ITEM_REQUIRED_TYPES = frozenset(
+    {"plan.enrolled", "content.viewed", "content.ready", "recommendation.impression",
+     "recommendation.clicked", "recommendation.dismissed"}
+)
+# Clock skew tolerated between a device and the platform.
+MAX_FUTURE_SKEW = timedelta(minutes=10)
+
+
+class EventIn(BaseModel):
+    """An event as a producer sends it; `received_at` is set by the platform."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: UUID
+    event_type: str
+    user_id: str | None = Field(None, min_length=1, max_length=64)
+    item_id: str | None = Field(None, min_length=1, max_length=128)
+    occurred_at: datetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("occurred_at must carry a timezone (UTC)")
+        if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+            raise ValueError("occurred_at is in the future")
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _typed(self) -> "EventIn":
+        model = PROPERTIES.get(self.event_type)
+        if model is None:
+            raise ValueError(f"unknown event_type {self.event_type!r}; known: {', '.join(EVENT_TYPES)}")
+        if self.user_id is None and self.event_type not in USERLESS_TYPES:
+            raise ValueError(f"user_id is required for {self.event_type}")
+        if self.item_id is None and self.event_type in ITEM_REQUIRED_TYPES:
+            raise ValueError(f"item_id is required for {self.event_type}")
+        self.properties = model.model_validate(self.properties).model_dump(mode="json")
+        return self
+
+
+class Event(EventIn):
+    received_at: datetime

@@ -1,0 +1,13 @@
+"""One place that imports every table module, so metadata is complete for Alembic."""
+
+import importlib
+
+TABLE_MODULES = (
+    "platform_api.events.tables",
+    "platform_api.catalogue.tables",
+)
+
+
+def load_all_tables() -> None:
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
