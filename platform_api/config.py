@@ -3,10 +3,18 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PLACEHOLDER = "dev-only-change-me"
+
+
+class OidcProvider(BaseModel):
+    """An OpenID Connect identity provider whose id_tokens the platform accepts."""
+
+    issuers: list[str] = Field(min_length=1)
+    audiences: list[str] = Field(min_length=1)  # the app's client ids at the provider
+    jwks_uri: str
 
 
 def default_data_dir() -> Path:
@@ -21,6 +29,21 @@ class PlatformSettings(BaseSettings):
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "FITREC_PLATFORM_DATABASE_URL"))
     jwt_secret: SecretStr = SecretStr(DEV_PLACEHOLDER)
     encryption_key: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    # --- auth ---
+    access_token_ttl_s: int = Field(900, ge=60, le=3600)
+    refresh_token_ttl_days: int = Field(30, ge=1, le=365)
+    email_verification_ttl_h: int = Field(48, ge=1, le=24 * 14)
+    login_window_s: int = Field(900, ge=10)  # sliding window of the login rate limiter
+    login_max_failures_per_account: int = Field(5, ge=1)
+    login_max_failures_per_address: int = Field(30, ge=1)
+    # OIDC sign-in providers by name (google, apple), e.g. as JSON in FITREC_PLATFORM_OIDC_PROVIDERS:
+    # {"google": {"issuers": ["https://accounts.google.com", "accounts.google.com"],
+    #   "audiences": ["<client id>"], "jwks_uri": "https://www.googleapis.com/oauth2/v3/certs"}}
+    oidc_providers: dict[str, OidcProvider] = Field(default_factory=dict)
+    # --- email: dev:// (mailbox in the database, listed at /v1/admin/mailbox) or smtp[s]://user:pass@host:port
+    email_url: SecretStr = SecretStr("dev://")
+    email_from: str = "fitrec <no-reply@fitrec.local>"
+    public_base_url: str = "http://localhost:8000"  # where links in emails point
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> "PlatformSettings":

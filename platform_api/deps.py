@@ -1,11 +1,16 @@
 """FastAPI dependency aliases shared by every platform router."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from platform_api.auth.authenticate import authenticate
+from platform_api.auth.principal import Principal
+from platform_api.auth.tables import User
+from platform_api.errors import ApiError
 from platform_api.runtime import Platform
 
 
@@ -24,3 +29,76 @@ def get_session(request: Request) -> Iterator[Session]:
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+# --- auth: who is calling (logic in platform_api.auth.authenticate) ---
+
+_bearer_scheme = HTTPBearer(auto_error=False, description="Access token from /v1/auth/login")
+_api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="Service API key")
+
+
+def get_principal(
+    session: SessionDep,
+    platform: PlatformDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)],
+    api_key: Annotated[str | None, Security(_api_key_scheme)],
+) -> Principal:
+    return authenticate(
+        session,
+        secret=platform.settings.jwt_secret.get_secret_value(),
+        bearer=bearer.credentials if bearer else None,
+        api_key=api_key,
+    )
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def get_current_user(principal: CurrentPrincipal) -> User:
+    if principal.user is None:
+        raise ApiError(403, "this route needs a user's sign-in, not a service key")
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_verified_user(user: CurrentUser) -> User:
+    if user.email_verified_at is None:
+        raise ApiError(403, "verify your email address first", code="email_not_verified")
+    return user
+
+
+def get_trainer_user(user: CurrentUser) -> User:
+    if user.role not in ("trainer", "admin"):
+        raise ApiError(403, "trainers only")
+    return user
+
+
+def get_admin_user(user: CurrentUser) -> User:
+    if user.role != "admin":
+        raise ApiError(403, "admins only")
+    return user
+
+
+def get_service_key(principal: CurrentPrincipal) -> Principal:
+    if principal.kind != "service":
+        raise ApiError(403, "this route needs a service API key")
+    return principal
+
+
+VerifiedUser = Annotated[User, Depends(get_verified_user)]
+TrainerUser = Annotated[User, Depends(get_trainer_user)]
+AdminUser = Annotated[User, Depends(get_admin_user)]
+ServiceKey = Annotated[Principal, Depends(get_service_key)]
+
+
+def require_scope(scope: str) -> Callable[[Principal], Principal]:
+    """A dependency admitting a service key holding `scope`, e.g. `Depends(require_scope("events:write"))`."""
+
+    def _check(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_scope(scope):
+            raise ApiError(403, f"API key scope {scope!r} required", code="insufficient_scope")
+        return principal
+
+    return _check

@@ -5,6 +5,8 @@ import importlib
 TABLE_MODULES = (
     "platform_api.events.tables",
     "platform_api.catalogue.tables",
+    "platform_api.auth.tables",
+    "platform_api.email.tables",
 )
 
 

@@ -1,0 +1,1 @@
+"""Authentication and authorisation: users, sessions, OIDC, service API keys, ownership."""
