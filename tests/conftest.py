@@ -14,6 +14,13 @@ if TYPE_CHECKING:
 DEFAULT_PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
+# The servers CI points at are handed to tests through fixtures only; taken out of the
+# environment so no test falls back on a shared database or data folder by accident.
+SERVER_DATABASE_URL = os.environ.pop("DATABASE_URL", None)
+SERVER_REDIS_URL = os.environ.pop("REDIS_URL", None)
+for _name in ("FITREC_DATA_DIR", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+    os.environ.pop(_name, None)
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -33,7 +40,7 @@ def _unavailable(what: str, exc: Exception) -> None:
 def _admin_url() -> str:
     from platform_api.config import normalise_db_url
 
-    url = os.environ.get("DATABASE_URL")
+    url = SERVER_DATABASE_URL
     if not url:
         return DEFAULT_PG_ADMIN
     # Administer databases through the server's maintenance database.
@@ -73,7 +80,7 @@ def pg_url(pg_admin: "sa.Engine") -> Iterator[str]:
 def redis_url() -> str:
     import redis
 
-    url = os.environ.get("REDIS_URL", DEFAULT_REDIS)
+    url = SERVER_REDIS_URL or DEFAULT_REDIS
     try:
         redis.Redis.from_url(url).ping()
     except Exception as exc:  # noqa: BLE001

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -63,12 +62,14 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
         stmt = pg_insert(EventLog).on_conflict_do_nothing(index_elements=["event_id"])
     elif dialect == "sqlite":
         stmt = sqlite_insert(EventLog).on_conflict_do_nothing(index_elements=["event_id"])
-    else:  # pragma: no cover - only the two supported backends exist
-        stmt = insert(EventLog)
+    else:
+        raise RuntimeError(f"unsupported database dialect {dialect!r}: use PostgreSQL or SQLite")
     stored = 0
     for start in range(0, len(rows), CHUNK):
-        result = session.execute(stmt.values(rows[start : start + CHUNK]))
-        stored += result.rowcount
+        # RETURNING yields only the rows actually inserted; rowcount is unreliable for
+        # multi-row inserts on psycopg 3.
+        result = session.execute(stmt.values(rows[start : start + CHUNK]).returning(EventLog.event_id))
+        stored += len(result.all())
     return stored
 
 

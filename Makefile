@@ -1,0 +1,43 @@
+# The everyday commands. `make demo` and `make test` each install what they need first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo serve test test-fast lint format clean-data
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Main job on the embedded default: seed, simulate, features, train, register, serve.
+demo: $(STAMP)
+	$(BIN)/fitrec demo
+
+serve: $(STAMP)
+	$(BIN)/fitrec serve
+
+## The whole test suite (uses DATABASE_URL / REDIS_URL when set, as CI does).
+test: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean-data:
+	rm -rf $${FITREC_DATA_DIR:-fitrec-data}

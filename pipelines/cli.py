@@ -1,0 +1,125 @@
+"""The `fitrec` command: every step of the main job, each runnable alone, and `demo` chaining them."""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipelines.config import PipelineSettings
+
+app = typer.Typer(help="fitrec: recommendation and training platform of a fitness app.", no_args_is_help=True)
+features_app = typer.Typer(help="Build and inspect the Feast feature store.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+console = Console()
+
+UsersOpt = Annotated[int, typer.Option(min=1, help="Simulated users.")]
+DaysOpt = Annotated[int, typer.Option(min=1, help="Days of simulated history, ending now.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed: the same seed gives the same events.")]
+HostOpt = Annotated[str, typer.Option(help="Interface to bind the API to.")]
+PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port to serve the API on.")]
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@app.command("seed")
+def seed_catalogue_cmd() -> None:
+    """Load the exercise catalogue into content items and workout plans."""
+    from platform_api.catalogue.service import seed_catalogue
+    from platform_api.runtime import open_platform
+
+    settings = PipelineSettings()
+    platform = open_platform(settings.platform())
+    with platform.sessions() as session:
+        result = seed_catalogue(session)
+    platform.close()
+    console.print(f"catalogue: {result.content_items} content items, {result.plans} plans ({result.created} new)")
+
+
+@app.command()
+def simulate(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7) -> None:
+    """Simulate a fitness population and write its events through the ingestion path."""
+    from pipelines.simulate import simulate_into_platform
+    from platform_api.catalogue.service import list_items
+    from platform_api.runtime import open_platform
+    from training.simulator import simulate as run_simulation
+
+    settings = PipelineSettings()
+    platform = open_platform(settings.platform())
+    with platform.sessions() as session:
+        items = list_items(session)
+    if not items:
+        raise typer.BadParameter("the catalogue is empty: run `fitrec seed` first")
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    with console.status("simulating population"):
+        sim = run_simulation(items, users=users, days=days, seed=seed, end=end)
+    with progress_bar("ingesting events", len(sim.events)) as advance:
+        report = simulate_into_platform(platform.sessions, simulation=sim, progress=advance)
+    platform.close()
+    console.print(f"events: {report.events} simulated, {report.stored} stored, {report.duplicates} duplicates "
+                  f"in {report.seconds:.1f}s")
+
+
+@features_app.command("build")
+def features_build() -> None:
+    """Turn the event log into feature tables, apply Feast definitions and materialize online."""
+    from pipelines.build_features import build_features
+
+    settings = PipelineSettings()
+    with console.status("building features"):
+        report = build_features(settings)
+    console.print(f"features: {report.events} events → {report.rows_per_table} in {report.seconds:.1f}s")
+
+
+@app.command()
+def train() -> None:
+    """Train the LightGBM ranker, log it to MLflow and register it as champion."""
+    from pipelines.train import run_training
+
+    settings = PipelineSettings()
+    with console.status("training ranker"):
+        report = run_training(settings)
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(report.metrics.items()) if isinstance(v, float))
+    console.print(f"model version {report.model_version} (run {report.run_id}): {metrics}")
+
+
+@app.command()
+def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
+    """Serve the API (platform + recommendations) with uvicorn."""
+    import uvicorn
+
+    settings = PipelineSettings()
+    _print_where(settings, host, port)
+    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+def _print_where(settings: PipelineSettings, host: str, port: int, user_id: str = "u-00001") -> None:
+    base = f"http://{host}:{port}"
+    console.print(f"[bold]API docs[/]: {base}/docs")
+    console.print(f"[bold]Example[/]: curl -s '{base}/v1/users/{user_id}/recommendations?k=10'")
+    console.print(f"[bold]MLflow UI[/]: .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
+    console.print(f"[bold]Data folder[/]: {settings.data_dir} (delete it to reset)")
+
+
+@app.command()
+def demo(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7, host: HostOpt = "127.0.0.1",
+         port: PortOpt = 8000) -> None:
+    """Run the whole main job: seed, simulate, build features, train, serve."""
+    seed_catalogue_cmd()
+    simulate(users=users, days=days, seed=seed)
+    features_build()
+    train()
+    serve(host=host, port=port)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,36 @@
+"""Settings of the serving app."""
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from platform_api.config import PlatformSettings, default_data_dir
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FITREC_SERVING_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir, validation_alias=AliasChoices("FITREC_DATA_DIR"))
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL"))
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL"))
+    mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
+    model_name: str = "fitrec-ranker"
+    model_alias: str = "champion"
+    cache_ttl_s: int = Field(300, ge=1, description="seconds a computed top-k stays cached")
+    cache_prefix: str = "fitrec:"
+    cache_max_entries: int = Field(100_000, ge=1, description="in-process cache size (embedded default)")
+    candidates: int = Field(500, ge=10, le=5000, description="candidates scored per uncached request")
+    model_refresh_s: int = Field(60, ge=0, description="how often to check the alias for a new version; 0 = never")
+    impression_flush_s: float = Field(1.0, gt=0)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
+    @property
+    def cache_url(self) -> str:
+        return self.redis_url or "memory://"
+
+    def platform(self) -> PlatformSettings:
+        return PlatformSettings(FITREC_DATA_DIR=self.data_dir, DATABASE_URL=self.database_url)

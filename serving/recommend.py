@@ -1,0 +1,98 @@
+"""The recommendation path: cache → candidates → online features → scores → filters → top-k."""
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from platform_api.catalogue.service import NO_EQUIPMENT, Item
+from platform_api.errors import ApiError
+from serving.cache import Cache
+from serving.model_holder import ModelHolder
+from serving.reasons import reason_for
+from serving.schemas import RecommendationPublic, RecommendationsPublic
+
+# (user_id, item_ids) → one row per item with the model's feature columns, same order.
+FeatureFetcher = Callable[[str, Sequence[str]], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class UserContext:
+    equipment: frozenset[str] | None  # None: unknown user, no equipment filter
+
+
+class Catalogue:
+    """Items in memory with a popularity order for candidate generation."""
+
+    def __init__(self, items: Sequence[Item], popularity: dict[str, float]) -> None:
+        self.by_id = {i.item_id: i for i in items}
+        self.ranked = sorted(self.by_id, key=lambda i: (-popularity.get(i, 0.0), i))
+
+    def candidates(self, n: int, *, user: UserContext) -> list[str]:
+        out: list[str] = []
+        for item_id in self.ranked:
+            if user.equipment is None or equipment_ok(self.by_id[item_id], user.equipment):
+                out.append(item_id)
+                if len(out) == n:
+                    break
+        return out
+
+
+def equipment_ok(item: Item, have: frozenset[str]) -> bool:
+    """Business filter: never recommend what needs equipment the user said they lack."""
+    return all(e in have or e in NO_EQUIPMENT for e in item.equipment)
+
+
+class Recommender:
+    def __init__(self, *, catalogue: Catalogue, fetch_features: FeatureFetcher, user_context: Callable[[str], UserContext],
+                 models: ModelHolder, cache: Cache, cache_prefix: str, cache_ttl_s: int, n_candidates: int,
+                 on_served: Callable[..., None] | None = None) -> None:
+        self.catalogue = catalogue
+        self._fetch = fetch_features
+        self._user_context = user_context
+        self._models = models
+        self._cache = cache
+        self._prefix = cache_prefix
+        self._ttl = cache_ttl_s
+        self._n = n_candidates
+        self._on_served = on_served
+
+    def recommend(self, user_id: str, *, k: int, surface: str = "home") -> RecommendationsPublic:
+        model = self._models.current
+        if model is None:
+            raise ApiError(503, "no model is registered yet: run `fitrec train`", code="model_unavailable")
+        key = f"{self._prefix}rec:{model.label}:{user_id}:{k}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            data = [RecommendationPublic(**row) for row in json.loads(cached)]
+            cached_hit = True
+        else:
+            data = self._rank(user_id, k=k, ranker=model.ranker)
+            self._cache.set(key, json.dumps([d.model_dump() for d in data]).encode(), self._ttl)
+            cached_hit = False
+        # Each request is its own ranking group, even when the slate comes from the cache.
+        request_id = uuid.uuid4().hex
+        if self._on_served is not None:
+            self._on_served(request_id=request_id, user_id=user_id, item_ids=[d.item_id for d in data],
+                            scores=[d.score for d in data], model_version=model.label, surface=surface)
+        return RecommendationsPublic(data=data, count=len(data), user_id=user_id, request_id=request_id,
+                                     model_version=model.label, cached=cached_hit)
+
+    def _rank(self, user_id: str, *, k: int, ranker) -> list[RecommendationPublic]:  # type: ignore[no-untyped-def]
+        candidates = self.catalogue.candidates(self._n, user=self._user_context(user_id))
+        if not candidates:
+            return []
+        frame = self._fetch(user_id, candidates)
+        scores = np.asarray(ranker.score(frame), dtype=float)
+        top = np.argsort(-scores, kind="stable")[:k]
+        drivers = ranker.explain(frame.iloc[top])
+        out = []
+        for idx, driver in zip(top, drivers, strict=True):
+            item = self.catalogue.by_id[candidates[idx]]
+            out.append(RecommendationPublic(item_id=item.item_id, item_type=item.item_type, title=item.title,
+                                            score=round(float(scores[idx]), 6),
+                                            reason=reason_for(driver, category=item.category)))
+        return out
