@@ -38,9 +38,7 @@ class FeatureSpec:
         unknown = [c for c in categorical if c not in names]
         if unknown:
             raise ValueError(f"categorical columns not among the features: {unknown}")
-        levels = {
-            col: tuple(sorted({str(v) for v in frame[col].dropna().unique()})) for col in categorical
-        }
+        levels = {col: tuple(sorted({str(v) for v in frame[col].dropna().unique()})) for col in categorical}
         return cls(names=tuple(names), categorical=levels)
 
     def categorical_indices(self) -> list[int]:

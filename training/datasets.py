@@ -84,20 +84,14 @@ def build_labels(events: pl.DataFrame | pd.DataFrame) -> pd.DataFrame:
     )
     clicks = ev.filter((kind == CLICKED) & attributed).select(*key, label=pl.lit(1))
     engaged = ev.filter(kind.is_in([ENROLLED, STARTED]) & attributed).select(*key, label=pl.lit(2))
-    started = ev.filter((kind == STARTED) & attributed & pl.col("session_id").is_not_null()).select(
-        "session_id", *key
-    )
+    started = ev.filter((kind == STARTED) & attributed & pl.col("session_id").is_not_null()).select("session_id", *key)
     completed = (
         ev.filter((kind == COMPLETED) & pl.col("session_id").is_not_null())
         .select("session_id", "user_id")
         .join(started, on=["session_id", "user_id"], how="inner")
         .select(*key, label=pl.lit(3))
     )
-    actions = (
-        pl.concat([clicks, engaged, completed], how="vertical_relaxed")
-        .group_by(key)
-        .agg(pl.col("label").max())
-    )
+    actions = pl.concat([clicks, engaged, completed], how="vertical_relaxed").group_by(key).agg(pl.col("label").max())
     labelled = (
         shown.join(actions, on=key, how="left")
         .with_columns(pl.col("label").fill_null(0).cast(pl.Int32), pl.col("position").fill_null(-1))
@@ -161,13 +155,20 @@ def split_by_time(
     is_test = request_ts >= cutoff
     is_valid = (request_ts >= valid_start) & ~is_test
     is_train = request_ts < valid_start
-    parts = {name: labels[mask].reset_index(drop=True) for name, mask in
-             (("train", is_train), ("valid", is_valid), ("test", is_test))}
+    parts = {
+        name: labels[mask].reset_index(drop=True)
+        for name, mask in (("train", is_train), ("valid", is_valid), ("test", is_test))
+    }
     empty = [name for name, part in parts.items() if part.empty]
     if empty:
         raise ValueError(f"time split leaves {empty} empty (window {start} .. {end}, cutoff {cutoff})")
     return TimeSplit(
-        train=parts["train"], valid=parts["valid"], test=parts["test"],
-        window_start=start, valid_start=valid_start, cutoff=cutoff, window_end=end,
+        train=parts["train"],
+        valid=parts["valid"],
+        test=parts["test"],
+        window_start=start,
+        valid_start=valid_start,
+        cutoff=cutoff,
+        window_end=end,
         holdout_days=holdout.total_seconds() / 86400,
     )

@@ -35,8 +35,12 @@ def _dcg_at_k(codes: np.ndarray, gains: np.ndarray, order_keys: tuple[np.ndarray
 
 
 def ndcg_per_group(
-    groups: np.ndarray | pd.Series, labels: np.ndarray | pd.Series, scores: np.ndarray | pd.Series,
-    *, k: int = 10, seed: int = 0,
+    groups: np.ndarray | pd.Series,
+    labels: np.ndarray | pd.Series,
+    scores: np.ndarray | pd.Series,
+    *,
+    k: int = 10,
+    seed: int = 0,
 ) -> pd.Series:
     """NDCG@k of each group (indexed by group id); groups without a positive label are left out."""
     groups, labels = np.asarray(groups), np.asarray(labels, dtype=np.float64)

@@ -39,14 +39,32 @@ def hand_built_log() -> list[dict[str, object]]:
         ev("plan.enrolled", "u1", "c", 2, source="recommendation", request_id="r1"),  # -> 2
         ev("recommendation.clicked", "u1", "d", 1, request_id="r1", position=3),
         ev("workout.started", "u1", "d", 3, session_id="s-d", source="recommendation", request_id="r1"),
-        ev("workout.completed", "u1", "d", 40, session_id="s-d", duration_min=30, total_sets=3,
-           total_reps=30, calories=200),  # -> 3
+        ev(
+            "workout.completed",
+            "u1",
+            "d",
+            40,
+            session_id="s-d",
+            duration_min=30,
+            total_sets=3,
+            total_reps=30,
+            calories=200,
+        ),  # -> 3
         # Started from the recommendation but never completed: stays at 2.
         ev("workout.started", "u1", "e", 5, session_id="s-e", source="recommendation", request_id="r1"),
         # A free workout on item "a", completed: not attributed to the request, "a" stays 0.
         ev("workout.started", "u1", "a", 6, session_id="s-free", source="free"),
-        ev("workout.completed", "u1", "a", 50, session_id="s-free", duration_min=30, total_sets=3,
-           total_reps=30, calories=200),
+        ev(
+            "workout.completed",
+            "u1",
+            "a",
+            50,
+            session_id="s-free",
+            duration_min=30,
+            total_sets=3,
+            total_reps=30,
+            calories=200,
+        ),
     ]
     # A second request of another user, a day later, showing "a" again: its own group.
     events += shown("u2", "r2", ["a", "c"], minutes=24 * 60)
@@ -63,8 +81,13 @@ def test_each_label_level_is_attributed_through_the_request() -> None:
 
     got = {(r.request_id, r.item_id): r.label for r in labels.itertuples()}
     assert got == {
-        ("r1", "a"): 0, ("r1", "b"): 1, ("r1", "c"): 2, ("r1", "d"): 3, ("r1", "e"): 2,
-        ("r2", "a"): 1, ("r2", "c"): 0,
+        ("r1", "a"): 0,
+        ("r1", "b"): 1,
+        ("r1", "c"): 2,
+        ("r1", "d"): 3,
+        ("r1", "e"): 2,
+        ("r2", "a"): 1,
+        ("r2", "c"): 0,
     }
     assert list(labels.columns) == ["request_id", "user_id", "item_id", "event_timestamp", "position", "label"]
     assert list(labels["position"][:5]) == [0, 1, 2, 3, 4]
@@ -95,8 +118,16 @@ def labels_over_days(days: int, per_day: int = 2) -> pd.DataFrame:
         for r in range(per_day):
             ts = pd.Timestamp(T0 + timedelta(days=d, hours=r))
             for pos in range(3):
-                rows.append({"request_id": f"d{d}r{r}", "user_id": "u", "item_id": f"i{pos}",
-                             "event_timestamp": ts + pd.Timedelta(seconds=pos), "position": pos, "label": pos % 2})
+                rows.append(
+                    {
+                        "request_id": f"d{d}r{r}",
+                        "user_id": "u",
+                        "item_id": f"i{pos}",
+                        "event_timestamp": ts + pd.Timedelta(seconds=pos),
+                        "position": pos,
+                        "label": pos % 2,
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -37,10 +37,12 @@ def test_only_the_top_k_counts() -> None:
 
 
 def test_groups_without_a_positive_are_excluded_from_the_mean() -> None:
-    frame = pd.DataFrame({
-        "request_id": ["a", "a", "b", "b", "c", "c"],
-        "label": [1, 0, 0, 0, 0, 1],
-    })
+    frame = pd.DataFrame(
+        {
+            "request_id": ["a", "a", "b", "b", "c", "c"],
+            "label": [1, 0, 0, 0, 0, 1],
+        }
+    )
     scores = np.array([2.0, 1.0, 5.0, 4.0, 2.0, 1.0])  # a perfect, c: positive second
     per_group = ndcg_per_group(frame.request_id, frame.label, scores)
     assert list(per_group.index) == ["a", "c"]
@@ -64,13 +66,15 @@ def test_ties_are_broken_by_a_seeded_order_not_by_row_order() -> None:
 
 
 def test_compare_rankers_and_evaluate_with_baselines_and_oracle() -> None:
-    frame = pd.DataFrame({
-        "request_id": ["r1"] * 3 + ["r2"] * 3,
-        "user_id": ["u1"] * 3 + ["u2"] * 3,
-        "item_id": ["x", "y", "z", "x", "y", "z"],
-        "label": [0, 3, 0, 1, 0, 0],
-        "item_pop": [10.0, 1.0, np.nan, 10.0, 1.0, np.nan],
-    })
+    frame = pd.DataFrame(
+        {
+            "request_id": ["r1"] * 3 + ["r2"] * 3,
+            "user_id": ["u1"] * 3 + ["u2"] * 3,
+            "item_id": ["x", "y", "z", "x", "y", "z"],
+            "label": [0, 3, 0, 1, 0, 0],
+            "item_pop": [10.0, 1.0, np.nan, 10.0, 1.0, np.nan],
+        }
+    )
     truth = {"u1": {"x": 0.1, "y": 0.9, "z": 0.0}, "u2": {"x": 0.8, "y": 0.2, "z": 0.1}}
     calls: list[tuple[str, list[str]]] = []
 
