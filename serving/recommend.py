@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from platform_api.catalogue.service import NO_EQUIPMENT, Item
+from platform_api.catalogue.service import Item
 from platform_api.errors import ApiError
 from serving.cache import Cache
 from serving.model_holder import ModelHolder
@@ -17,11 +17,7 @@ from serving.schemas import RecommendationPublic, RecommendationsPublic
 
 # (user_id, item_ids) → one row per item with the model's feature columns, same order.
 FeatureFetcher = Callable[[str, Sequence[str]], pd.DataFrame]
-
-
-@dataclass(frozen=True)
-class UserContext:
-    equipment: frozenset[str] | None  # None: unknown user, no equipment filter
+EQUIPMENT_FIT = "equipment_fit"
 
 
 class Catalogue:
@@ -31,28 +27,24 @@ class Catalogue:
         self.by_id = {i.item_id: i for i in items}
         self.ranked = sorted(self.by_id, key=lambda i: (-popularity.get(i, 0.0), i))
 
-    def candidates(self, n: int, *, user: UserContext) -> list[str]:
-        out: list[str] = []
-        for item_id in self.ranked:
-            if user.equipment is None or equipment_ok(self.by_id[item_id], user.equipment):
-                out.append(item_id)
-                if len(out) == n:
-                    break
-        return out
+    def candidates(self, n: int) -> list[str]:
+        return self.ranked[:n]
 
 
-def equipment_ok(item: Item, have: frozenset[str]) -> bool:
+def feasible(frame: pd.DataFrame) -> np.ndarray:
     """Business filter: never recommend what needs equipment the user said they lack."""
-    return all(e in have or e in NO_EQUIPMENT for e in item.equipment)
+    if EQUIPMENT_FIT not in frame.columns:
+        return np.ones(len(frame), dtype=bool)
+    fit = pd.to_numeric(frame[EQUIPMENT_FIT], errors="coerce").to_numpy(dtype=float)
+    return ~(fit < 1.0)  # unknown (NaN) users are not filtered
 
 
 class Recommender:
-    def __init__(self, *, catalogue: Catalogue, fetch_features: FeatureFetcher, user_context: Callable[[str], UserContext],
+    def __init__(self, *, catalogue: Catalogue, fetch_features: FeatureFetcher,
                  models: ModelHolder, cache: Cache, cache_prefix: str, cache_ttl_s: int, n_candidates: int,
                  on_served: Callable[..., None] | None = None) -> None:
         self.catalogue = catalogue
         self._fetch = fetch_features
-        self._user_context = user_context
         self._models = models
         self._cache = cache
         self._prefix = cache_prefix
@@ -82,12 +74,14 @@ class Recommender:
                                      model_version=model.label, cached=cached_hit)
 
     def _rank(self, user_id: str, *, k: int, ranker) -> list[RecommendationPublic]:  # type: ignore[no-untyped-def]
-        candidates = self.catalogue.candidates(self._n, user=self._user_context(user_id))
+        candidates = self.catalogue.candidates(self._n)
         if not candidates:
             return []
         frame = self._fetch(user_id, candidates)
         scores = np.asarray(ranker.score(frame), dtype=float)
-        top = np.argsort(-scores, kind="stable")[:k]
+        scores[~feasible(frame)] = -np.inf
+        order = np.argsort(-scores, kind="stable")[:k]
+        top = order[np.isfinite(scores[order])]
         drivers = ranker.explain(frame.iloc[top])
         out = []
         for idx, driver in zip(top, drivers, strict=True):

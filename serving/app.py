@@ -1,0 +1,40 @@
+"""The one FastAPI app: the platform API routers plus recommendations, health and docs."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from platform_api.errors import install_error_handlers
+from platform_api.routers import ROUTERS
+from serving.config import ServingSettings
+from serving.routes import health, recommendations
+
+
+def create_app(settings: ServingSettings | None = None) -> FastAPI:
+    settings = settings or ServingSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from serving.state import start_serving  # heavy imports (Feast, MLflow) only when the app starts
+
+        state = start_serving(settings)
+        app.state.serving = state
+        app.state.platform = state.platform
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="fitrec",
+        version="0.1.0",
+        summary="Recommendations and the platform API of a fitness app.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(recommendations.router)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

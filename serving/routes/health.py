@@ -1,0 +1,27 @@
+"""Liveness and which model serves."""
+
+from fastapi import APIRouter
+
+from serving.deps import StateDep
+from serving.schemas import HealthPublic
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=HealthPublic)
+def health(state: StateDep) -> HealthPublic:
+    """Whether the app is up, and which registry version of the model serves."""
+    model = state.models.current
+    return HealthPublic(
+        status="ok" if model else "degraded",
+        model_name=state.settings.model_name,
+        model_version=model.label if model else None,
+        cache="redis" if state.settings.redis_url else "memory",
+        database=state.platform.engine.dialect.name,
+    )
+
+
+@router.get("/ping", include_in_schema=False)
+def ping() -> dict[str, str]:
+    """A trivial endpoint: the floor the cached recommendation path is measured against."""
+    return {"status": "ok"}

@@ -1,0 +1,81 @@
+"""Everything the serving app holds for its lifetime, built once at start-up."""
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from features.retrieval import online_features
+from features.store import open_store
+from platform_api.catalogue.service import list_items
+from platform_api.runtime import Platform, open_platform
+from serving.cache import Cache, make_cache
+from serving.config import ServingSettings
+from serving.impressions import ImpressionLog
+from serving.model_holder import ModelHolder
+from serving.recommend import Catalogue, Recommender
+
+log = logging.getLogger(__name__)
+POPULARITY_FEATURE = "item_popularity_28d"
+
+
+@dataclass
+class ServingState:
+    settings: ServingSettings
+    platform: Platform
+    cache: Cache
+    models: ModelHolder
+    recommender: Recommender
+    impressions: ImpressionLog
+    _stop: threading.Event
+
+    def close(self) -> None:
+        self._stop.set()
+        self.impressions.close()
+        self.cache.close()
+        self.platform.close()
+
+
+def _refresh_loop(models: ModelHolder, every_s: int, stop: threading.Event) -> None:
+    while not stop.wait(every_s):
+        try:
+            models.refresh()
+        except Exception:  # noqa: BLE001 - keep serving the current model; try again next tick
+            log.exception("model refresh failed")
+
+
+def start_serving(settings: ServingSettings) -> ServingState:
+    platform = open_platform(settings.platform())
+    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url)
+    with platform.sessions() as session:
+        items = list_items(session)
+
+    def fetch(user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
+        return online_features(store, user_id, item_ids)
+
+    # Candidate order: recent popularity as materialized in the online store.
+    item_rows = fetch("", [i.item_id for i in items]) if items else pd.DataFrame()
+    popularity = dict(zip(item_rows.get("item_id", []), item_rows.get(POPULARITY_FEATURE, []), strict=False))
+    cache = make_cache(settings.cache_url, max_entries=settings.cache_max_entries)
+    models = ModelHolder(tracking_uri=settings.tracking_uri, name=settings.model_name, alias=settings.model_alias)
+    models.refresh()
+    impressions = ImpressionLog(platform.sessions, flush_s=settings.impression_flush_s)
+    impressions.start()
+    recommender = Recommender(
+        catalogue=Catalogue(items, popularity),
+        fetch_features=fetch,
+        models=models,
+        cache=cache,
+        cache_prefix=settings.cache_prefix,
+        cache_ttl_s=settings.cache_ttl_s,
+        n_candidates=settings.candidates,
+        on_served=impressions.record,
+    )
+    stop = threading.Event()
+    if settings.model_refresh_s:
+        threading.Thread(target=_refresh_loop, args=(models, settings.model_refresh_s, stop), daemon=True,
+                         name="model-refresh").start()
+    return ServingState(settings=settings, platform=platform, cache=cache, models=models, recommender=recommender,
+                        impressions=impressions, _stop=stop)
