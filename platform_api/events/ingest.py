@@ -13,11 +13,6 @@ from sqlalchemy.orm import Session
 from platform_api.events.schemas import EventIn
 from platform_api.events.tables import EventLog
 
-# Rows per INSERT statement: large enough to amortise round trips, small enough
-# to stay under SQLite's bound-parameter limit.
-CHUNK = 4000
-
-
 @dataclass(frozen=True)
 class Rejection:
     index: int
@@ -64,13 +59,11 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
         stmt = sqlite_insert(EventLog).on_conflict_do_nothing(index_elements=["event_id"])
     else:
         raise RuntimeError(f"unsupported database dialect {dialect!r}: use PostgreSQL or SQLite")
-    stored = 0
-    for start in range(0, len(rows), CHUNK):
-        # RETURNING yields only the rows actually inserted; rowcount is unreliable for
-        # multi-row inserts on psycopg 3.
-        result = session.execute(stmt.values(rows[start : start + CHUNK]).returning(EventLog.event_id))
-        stored += len(result.all())
-    return stored
+    # executemany with RETURNING: SQLAlchemy batches it into multi-row INSERTs from one
+    # cached compiled statement, and RETURNING yields only the rows actually inserted
+    # (rowcount is unreliable for batched inserts on psycopg 3).
+    result = session.execute(stmt.returning(EventLog.event_id), rows)
+    return len(result.all())
 
 
 def store_events(session: Session, *, events: list[EventIn], received_at: datetime | None = None) -> IngestResult:
