@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 from platform_api.auth.authenticate import authenticate
 from platform_api.auth.principal import Principal
 from platform_api.auth.tables import User
+from platform_api.email.base import EmailSender
+from platform_api.email.factory import make_email_sender
 from platform_api.errors import ApiError
 from platform_api.runtime import Platform
 
@@ -102,3 +104,13 @@ def require_scope(scope: str) -> Callable[[Principal], Principal]:
         return principal
 
     return _check
+
+
+def get_email_sender(platform: PlatformDep) -> EmailSender:
+    """The configured sender (cheap to build: it holds a URL or the session factory)."""
+    settings = platform.settings
+    return make_email_sender(settings.email_url.get_secret_value(), sender=settings.email_from,
+                             sessions=platform.sessions)
+
+
+EmailDep = Annotated[EmailSender, Depends(get_email_sender)]
