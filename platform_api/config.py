@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,22 @@ class PlatformSettings(BaseSettings):
     email_url: SecretStr = SecretStr("dev://")
     email_from: str = "fitrec <no-reply@fitrec.local>"
     public_base_url: str = "http://localhost:8000"  # where links in emails point
+    # --- content: object storage by URL scheme, file:///abs/path (default: data_dir/objects) or s3://bucket/prefix
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None  # S3-compatible endpoint (MinIO, moto); None = AWS
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024)
+    # --- payments: "sandbox" (embedded: a local gateway confirming by signed webhook) or "live" (Stripe + regional)
+    payment_mode: Literal["sandbox", "live"] = "sandbox"
+    stripe_api_key: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    stripe_webhook_secret: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    regional_gateway_url: str = "https://api.regional-psp.example/v1"
+    regional_api_key: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    regional_webhook_secret: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    sandbox_webhook_secret: SecretStr = SecretStr("whsec_sandbox_" + DEV_PLACEHOLDER)
+    webhook_tolerance_s: int = Field(300, ge=10, le=3600)  # signed timestamps older than this are refused
+    sandbox_confirm_delay_s: float = Field(0.5, ge=0, le=60)  # the sandbox "bank" answers after this delay
+    # --- entitlements
+    trial_days: int = Field(14, ge=0, le=90)
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> "PlatformSettings":
@@ -52,6 +69,19 @@ class PlatformSettings(BaseSettings):
                 if getattr(self, name).get_secret_value() == DEV_PLACEHOLDER:
                     raise ValueError(f"{name} must be set outside dev (FITREC_PLATFORM_{name.upper()})")
         return self
+
+    @model_validator(mode="after")
+    def _live_payments_need_secrets(self) -> "PlatformSettings":
+        if self.payment_mode == "live" and self.environment != "dev":
+            for name in ("stripe_api_key", "stripe_webhook_secret", "regional_api_key", "regional_webhook_secret"):
+                if getattr(self, name).get_secret_value() == DEV_PLACEHOLDER:
+                    raise ValueError(f"{name} must be set for live payments (FITREC_PLATFORM_{name.upper()})")
+        return self
+
+    @property
+    def object_store_url(self) -> str:
+        """Where uploaded media go: the configured URL, or a folder under the data folder."""
+        return self.storage_url or (self.data_dir / "objects").resolve().as_uri()
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -18,6 +18,7 @@ from serving.schemas import RecommendationPublic, RecommendationsPublic
 # (user_id, item_ids) → one row per item with the model's feature columns, same order.
 FeatureFetcher = Callable[[str, Sequence[str]], pd.DataFrame]
 EQUIPMENT_FIT = "equipment_fit"
+MIN_EQUIPMENT_FIT = 0.5
 
 
 class Catalogue:
@@ -32,11 +33,15 @@ class Catalogue:
 
 
 def feasible(frame: pd.DataFrame) -> np.ndarray:
-    """Business filter: never recommend what needs equipment the user said they lack."""
+    """Business filter: never recommend what needs mostly equipment the user said they lack.
+
+    equipment_fit is the share of the item's equipment the user has; users without a
+    profile get the neutral 0.5 and are not filtered.
+    """
     if EQUIPMENT_FIT not in frame.columns:
         return np.ones(len(frame), dtype=bool)
     fit = pd.to_numeric(frame[EQUIPMENT_FIT], errors="coerce").to_numpy(dtype=float)
-    return ~(fit < 1.0)  # unknown (NaN) users are not filtered
+    return ~(fit < MIN_EQUIPMENT_FIT)
 
 
 class Recommender:

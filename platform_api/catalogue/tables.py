@@ -28,6 +28,12 @@ class ContentItem(Base):
     status: Mapped[str] = mapped_column(String(16), default="ready")  # pending | ready
     source: Mapped[str] = mapped_column(String(16), default="catalogue")  # catalogue | trainer
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Trainer content (added by 0003_platform): owner and the uploaded media file.
+    trainer_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    media_key: Mapped[str | None] = mapped_column(String(300), default=None)
+    media_type: Mapped[str | None] = mapped_column(String(100), default=None)
+    media_bytes: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class WorkoutPlan(Base):
@@ -46,3 +52,5 @@ class WorkoutPlan(Base):
     minutes_per_session: Mapped[int] = mapped_column(Integer)
     premium: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Plans written by a trainer (added by 0003_platform); catalogue plans have none.
+    trainer_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
