@@ -1,0 +1,109 @@
+"""The whole main job on a small population, on the embedded default and on PostgreSQL + Redis:
+events → features → trained, registered ranker → the running app serving a cached top-10."""
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from mlflow.tracking import MlflowClient
+
+from pipelines.build_features import build_features
+from pipelines.config import PipelineSettings
+from pipelines.simulate import simulate_into_platform
+from pipelines.train import run_training
+from platform_api.catalogue.service import list_items, seed_catalogue
+from platform_api.runtime import open_platform
+from serving.app import create_app
+from serving.config import ServingSettings
+from training.simulator import simulate
+
+USERS, DAYS, SEED = 300, 45, 11
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(params=["embedded", "production"])
+def profile(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str | None]:
+    if request.param == "embedded":
+        return {"FITREC_DATA_DIR": str(tmp_path), "DATABASE_URL": None, "REDIS_URL": None, "prefix": "fitrec:"}
+    return {
+        "FITREC_DATA_DIR": str(tmp_path),
+        "DATABASE_URL": request.getfixturevalue("pg_url"),
+        "REDIS_URL": request.getfixturevalue("redis_url"),
+        "prefix": request.getfixturevalue("redis_prefix"),
+    }
+
+
+@pytest.fixture
+def trained(profile: dict[str, str | None]) -> Iterator[tuple[PipelineSettings, dict[str, float]]]:
+    settings = PipelineSettings(FITREC_DATA_DIR=profile["FITREC_DATA_DIR"], DATABASE_URL=profile["DATABASE_URL"],
+                                REDIS_URL=profile["REDIS_URL"])
+    platform = open_platform(settings.platform())
+    with platform.sessions() as session:
+        seed_catalogue(session)
+        items = list_items(session)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    sim = simulate(items, users=USERS, days=DAYS, seed=SEED, end=end)
+    report = simulate_into_platform(platform.sessions, simulation=sim)
+    assert report.stored == len(sim.events) > 10_000
+    platform.close()
+    build_features(settings)
+    result = run_training(settings, oracle=sim.utility)
+    yield settings, result.metrics
+
+
+def _serve(settings: ServingSettings) -> Iterator[str]:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-untyped-def]
+    settings, metrics = trained
+    # The ranker learns the population's preferences: clearly above popularity and near the oracle.
+    model, popularity, oracle = metrics["ndcg@10"], metrics["popularity_ndcg@10"], metrics["oracle_ndcg@10"]
+    assert model > popularity + 0.03, metrics
+    assert model > 0.75 * oracle, metrics
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    champion = client.get_model_version_by_alias(settings.model_name, "champion")
+
+    serving = ServingSettings(FITREC_DATA_DIR=settings.data_dir, DATABASE_URL=settings.database_url,
+                              REDIS_URL=settings.redis_url, FITREC_SERVING_CACHE_PREFIX=profile["prefix"],
+                              FITREC_SERVING_MODEL_REFRESH_S=0)
+    for base in _serve(serving):
+        health = httpx.get(f"{base}/health").json()
+        assert health["model_version"] == f"v{champion.version}"
+        assert health["cache"] == ("redis" if settings.redis_url else "memory")
+
+        first = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 10}, timeout=30).json()
+        assert first["cached"] is False and first["count"] == 10 and first["model_version"] == f"v{champion.version}"
+        assert len({d["item_id"] for d in first["data"]}) == 10
+        scores = [d["score"] for d in first["data"]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(d["reason"] for d in first["data"])
+
+        second = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 10}, timeout=30).json()
+        assert second["cached"] is True and second["data"] == first["data"]
+        assert second["request_id"] != first["request_id"]
+
+        bad = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 0})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
