@@ -15,8 +15,15 @@ KEY_PREFIX = "fitrec_sk_"
 def create_api_key(session: Session, *, name: str, scopes: list[str], created_by: str | None) -> tuple[ApiKey, str]:
     """The stored key and its secret (returned to the admin once; only its hash is kept)."""
     raw = KEY_PREFIX + new_secret()
-    key = ApiKey(id=new_id(), name=name, prefix=raw[: len(KEY_PREFIX) + 6], key_hash=hash_secret(raw),
-                 scopes=sorted(set(scopes)), created_by=created_by, created_at=datetime.now(UTC))
+    key = ApiKey(
+        id=new_id(),
+        name=name,
+        prefix=raw[: len(KEY_PREFIX) + 6],
+        key_hash=hash_secret(raw),
+        scopes=sorted(set(scopes)),
+        created_by=created_by,
+        created_at=datetime.now(UTC),
+    )
     session.add(key)
     session.commit()
     return key, raw

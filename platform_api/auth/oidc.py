@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from platform_api.auth.schemas import Profile
-from platform_api.auth.service import TokenPair, emit, new_user, start_session
+from platform_api.auth.service import TokenPair, affected, emit, new_user, start_session
 from platform_api.auth.tables import OidcIdentity, OidcNonce, User
 from platform_api.auth.tokens import hash_secret, new_id, new_secret
 from platform_api.config import OidcProvider, PlatformSettings
@@ -111,8 +111,13 @@ def verify_id_token(token: str, *, provider: OidcProvider, jwks: JwksCache, nonc
         raise OidcError("id_token algorithm does not match its key")
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, key.key, algorithms=[alg], audience=provider.audiences, issuer=provider.issuers,
-            leeway=LEEWAY_S, options={"require": ["iss", "aud", "exp", "iat", "sub"]},
+            token,
+            key.key,
+            algorithms=[alg],
+            audience=provider.audiences,
+            issuer=provider.issuers,
+            leeway=LEEWAY_S,
+            options={"require": ["iss", "aud", "exp", "iat", "sub"]},
         )
     except jwt.PyJWTError as exc:
         raise OidcError(f"id_token rejected: {exc}") from exc
@@ -131,11 +136,18 @@ def issue_nonce(session: Session) -> tuple[str, datetime]:
 def consume_nonce(session: Session, *, nonce: str) -> bool:
     """True once per issued, unexpired nonce (a guarded update, safe under concurrency)."""
     now = datetime.now(UTC)
-    return session.execute(
-        update(OidcNonce)
-        .where(OidcNonce.nonce_hash == hash_secret(nonce), OidcNonce.used_at.is_(None), OidcNonce.expires_at > now)
-        .values(used_at=now)
-    ).rowcount == 1
+    return (
+        affected(
+            session.execute(
+                update(OidcNonce)
+                .where(
+                    OidcNonce.nonce_hash == hash_secret(nonce), OidcNonce.used_at.is_(None), OidcNonce.expires_at > now
+                )
+                .values(used_at=now)
+            )
+        )
+        == 1
+    )
 
 
 def _verified_email(claims: dict[str, Any]) -> str | None:
@@ -147,8 +159,9 @@ def _verified_email(claims: dict[str, Any]) -> str | None:
 
 def _link_or_create(session: Session, *, provider: str, claims: dict[str, Any], profile: Profile | None) -> User:
     subject = str(claims["sub"])
-    identity = session.scalar(select(OidcIdentity).where(OidcIdentity.provider == provider,
-                                                          OidcIdentity.subject == subject))
+    identity = session.scalar(
+        select(OidcIdentity).where(OidcIdentity.provider == provider, OidcIdentity.subject == subject)
+    )
     if identity is not None:
         user = session.get(User, identity.user_id)
         assert user is not None  # foreign key
@@ -165,15 +178,27 @@ def _link_or_create(session: Session, *, provider: str, claims: dict[str, Any], 
             user.updated_at = now
             emit(session, event_type="user.email_verified", user_id=user.id, at=now)
     else:
-        user = new_user(session, email=email, password_hash=None, profile=profile or Profile(), verified=True)
-    session.add(OidcIdentity(id=new_id(), provider=provider, subject=subject, user_id=user.id, email=email,
-                             created_at=now))
+        user = new_user(
+            session, email=email, password_hash=None, profile=profile or Profile.model_validate({}), verified=True
+        )
+    session.add(
+        OidcIdentity(id=new_id(), provider=provider, subject=subject, user_id=user.id, email=email, created_at=now)
+    )
     session.flush()
     return user
 
 
-def oidc_sign_in(session: Session, *, settings: PlatformSettings, jwks: JwksCache, provider: str, id_token: str,
-                 nonce: str, profile: Profile | None, client_address: str | None) -> TokenPair:
+def oidc_sign_in(
+    session: Session,
+    *,
+    settings: PlatformSettings,
+    jwks: JwksCache,
+    provider: str,
+    id_token: str,
+    nonce: str,
+    profile: Profile | None,
+    client_address: str | None,
+) -> TokenPair:
     config = settings.oidc_providers.get(provider)
     if config is None:
         raise ApiError(404, f"unknown sign-in provider {provider!r}")
@@ -192,7 +217,8 @@ def oidc_sign_in(session: Session, *, settings: PlatformSettings, jwks: JwksCach
         user = _link_or_create(session, provider=provider, claims=claims, profile=profile)
     if not user.is_active:
         raise ApiError(401, "this account is disabled", code="account_disabled")
-    pair = start_session(session, settings=settings, user=user, method=f"oidc:{provider}",
-                         client_address=client_address)
+    pair = start_session(
+        session, settings=settings, user=user, method=f"oidc:{provider}", client_address=client_address
+    )
     session.commit()
     return pair

@@ -44,8 +44,9 @@ def get_owned(
     return obj
 
 
-def owned_by(stmt: Select[Any], model: type[Any], principal: User | Principal, *, owner_attr: str = "user_id"
-             ) -> Select[Any]:
+def owned_by(
+    stmt: Select[Any], model: type[Any], principal: User | Principal, *, owner_attr: str = "user_id"
+) -> Select[Any]:
     """Restrict a listing query to the principal's own rows (admins see all)."""
     user_id, is_admin = _actor(principal)
     if is_admin:

@@ -44,8 +44,11 @@ class LoginRateLimiter:
         """Seconds until `key` may try again, or None if it is under its limit."""
         times = session.scalars(
             select(LoginAttempt.attempted_at)
-            .where(LoginAttempt.key == key, LoginAttempt.attempted_at > now - self.window,
-                   LoginAttempt.succeeded.is_(False))
+            .where(
+                LoginAttempt.key == key,
+                LoginAttempt.attempted_at > now - self.window,
+                LoginAttempt.succeeded.is_(False),
+            )
             .order_by(LoginAttempt.attempted_at)
         ).all()
         if len(times) < limit:
@@ -54,23 +57,27 @@ class LoginRateLimiter:
         frees_at = times[len(times) - limit] + self.window
         return max(1, math.ceil((frees_at - now).total_seconds()))
 
-    def begin_attempt(self, session: Session, *, email: str, address: str | None,
-                      now: datetime | None = None) -> list[int]:
+    def begin_attempt(
+        self, session: Session, *, email: str, address: str | None, now: datetime | None = None
+    ) -> list[int]:
         """Refuse with 429 when over a limit; else record the attempt as a failure and commit."""
         now = now or datetime.now(UTC)
         for key, limit in self._keys(email, address):
             wait = self.retry_after(session, key=key, limit=limit, now=now)
             if wait is not None:
                 what = "this account" if key.startswith("account:") else "this address"
-                raise ApiError(429, f"too many failed sign-ins for {what}; retry in {wait} s",
-                               headers={"Retry-After": str(wait)})
+                raise ApiError(
+                    429, f"too many failed sign-ins for {what}; retry in {wait} s", headers={"Retry-After": str(wait)}
+                )
         attempts = [LoginAttempt(key=key, attempted_at=now, succeeded=False) for key, _ in self._keys(email, address)]
         session.add_all(attempts)
         # Old rows of these keys are useless to the window; prune them while here.
-        session.execute(delete(LoginAttempt).where(
-            LoginAttempt.key.in_([k for k, _ in self._keys(email, address)]),
-            LoginAttempt.attempted_at <= now - self.window,
-        ))
+        session.execute(
+            delete(LoginAttempt).where(
+                LoginAttempt.key.in_([k for k, _ in self._keys(email, address)]),
+                LoginAttempt.attempted_at <= now - self.window,
+            )
+        )
         session.commit()
         return [a.id for a in attempts]
 

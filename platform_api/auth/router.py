@@ -1,6 +1,6 @@
 """Auth routes: /v1/auth (sign-up, verification, login, tokens, OIDC), /v1/users/me, /v1/admin (API keys, roles)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
@@ -34,26 +34,43 @@ users_router = APIRouter(prefix="/v1/users", tags=["users"])
 admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 JwksDep = Annotated[JwksCache, Depends(get_jwks_cache)]
-errors = {code: ERROR_SCHEMA for code in (400, 401, 403, 404, 409, 422, 429)}
+errors: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 403, 404, 409, 422, 429)}
 
 
 def user_public(user: User) -> UserPublic:
     return UserPublic(
-        id=user.id, email=user.email, email_verified=user.email_verified_at is not None, role=user.role,  # type: ignore[arg-type]
-        display_name=user.display_name, goal=user.goal, fitness_level=user.fitness_level,
-        equipment=list(user.equipment), session_minutes=user.session_minutes, region=user.region,
+        id=user.id,
+        email=user.email,
+        email_verified=user.email_verified_at is not None,
+        role=user.role,  # type: ignore[arg-type]
+        display_name=user.display_name,
+        goal=user.goal,
+        fitness_level=user.fitness_level,
+        equipment=list(user.equipment),
+        session_minutes=user.session_minutes,
+        region=user.region,
         created_at=user.created_at,
     )
 
 
 def tokens_public(pair: service.TokenPair) -> TokenPairPublic:
-    return TokenPairPublic(access_token=pair.access_token, expires_in=pair.expires_in,
-                           refresh_token=pair.refresh_token, refresh_expires_in=pair.refresh_expires_in)
+    return TokenPairPublic(
+        access_token=pair.access_token,
+        expires_in=pair.expires_in,
+        refresh_token=pair.refresh_token,
+        refresh_expires_in=pair.refresh_expires_in,
+    )
 
 
 def api_key_public(key: ApiKey) -> ApiKeyPublic:
-    return ApiKeyPublic(id=key.id, name=key.name, prefix=key.prefix, scopes=list(key.scopes),
-                        created_at=key.created_at, revoked_at=key.revoked_at)
+    return ApiKeyPublic(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        scopes=list(key.scopes),
+        created_at=key.created_at,
+        revoked_at=key.revoked_at,
+    )
 
 
 def client_address(request: Request) -> str | None:
@@ -62,6 +79,7 @@ def client_address(request: Request) -> str | None:
 
 
 # --- /v1/auth -----------------------------------------------------------------------------------
+
 
 @router.post("/signup", status_code=201, response_model=UserPublic, responses=errors)
 def sign_up(body: UserCreate, session: SessionDep, platform: PlatformDep, email: EmailDep) -> UserPublic:
@@ -72,8 +90,9 @@ def sign_up(body: UserCreate, session: SessionDep, platform: PlatformDep, email:
 
 
 @router.get("/verify-email", response_model=EmailVerifiedPublic, responses=errors)
-def verify_email_link(token: Annotated[str, Query(min_length=20, max_length=2000)], session: SessionDep,
-                      platform: PlatformDep) -> EmailVerifiedPublic:
+def verify_email_link(
+    token: Annotated[str, Query(min_length=20, max_length=2000)], session: SessionDep, platform: PlatformDep
+) -> EmailVerifiedPublic:
     """Verify an email address from the link in the verification email (single use)."""
     user = service.verify_email(session, settings=platform.settings, token=token)
     return EmailVerifiedPublic(user_id=user.id, email=user.email or "")
@@ -87,8 +106,9 @@ def verify_email(body: VerifyEmailIn, session: SessionDep, platform: PlatformDep
 
 
 @router.post("/verify-email/resend", status_code=202, responses=errors)
-def resend_verification(body: ResendVerificationIn, session: SessionDep, platform: PlatformDep,
-                        email: EmailDep) -> Response:
+def resend_verification(
+    body: ResendVerificationIn, session: SessionDep, platform: PlatformDep, email: EmailDep
+) -> Response:
     """Email a new verification link if the account exists and is unverified (always 202: no account probing)."""
     issued = service.resend_verification(session, settings=platform.settings, email=body.email)
     if issued is not None:
@@ -100,8 +120,13 @@ def resend_verification(body: ResendVerificationIn, session: SessionDep, platfor
 @router.post("/login", response_model=TokenPairPublic, responses=errors)
 def login(body: LoginIn, request: Request, session: SessionDep, platform: PlatformDep) -> TokenPairPublic:
     """Sign in with email and password: a short-lived access token and a single-use refresh token."""
-    pair = service.login(session, settings=platform.settings, email=body.email, password=body.password,
-                         client_address=client_address(request))
+    pair = service.login(
+        session,
+        settings=platform.settings,
+        email=body.email,
+        password=body.password,
+        client_address=client_address(request),
+    )
     return tokens_public(pair)
 
 
@@ -133,15 +158,30 @@ def oidc_nonce(session: SessionDep) -> OidcNoncePublic:
 
 
 @router.post("/oidc/{provider}", response_model=TokenPairPublic, responses=errors)
-def oidc_login(provider: Annotated[str, Path(examples=["google", "apple"], max_length=32)], body: OidcLoginIn,
-               request: Request, session: SessionDep, platform: PlatformDep, jwks: JwksDep) -> TokenPairPublic:
+def oidc_login(
+    provider: Annotated[str, Path(examples=["google", "apple"], max_length=32)],
+    body: OidcLoginIn,
+    request: Request,
+    session: SessionDep,
+    platform: PlatformDep,
+    jwks: JwksDep,
+) -> TokenPairPublic:
     """Sign in with a provider's OpenID Connect id_token; links to or creates the account."""
-    pair = oidc_sign_in(session, settings=platform.settings, jwks=jwks, provider=provider, id_token=body.id_token,
-                        nonce=body.nonce, profile=body.profile, client_address=client_address(request))
+    pair = oidc_sign_in(
+        session,
+        settings=platform.settings,
+        jwks=jwks,
+        provider=provider,
+        id_token=body.id_token,
+        nonce=body.nonce,
+        profile=body.profile,
+        client_address=client_address(request),
+    )
     return tokens_public(pair)
 
 
 # --- /v1/users/me -------------------------------------------------------------------------------
+
 
 @users_router.get("/me", response_model=UserPublic, responses=errors)
 def get_me(user: CurrentUser) -> UserPublic:
@@ -156,6 +196,7 @@ def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep) -> UserP
 
 
 # --- /v1/admin ----------------------------------------------------------------------------------
+
 
 @admin_router.post("/api-keys", status_code=201, response_model=ApiKeyCreated, responses=errors)
 def create_api_key(body: ApiKeyCreate, admin: AdminUser, session: SessionDep) -> ApiKeyCreated:

@@ -23,11 +23,22 @@ class Profile(BaseModel):
 
 
 class UserCreate(Profile):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "email": "ada@example.com", "password": "correct horse battery", "display_name": "Ada",
-        "goal": "build_strength", "fitness_level": "beginner", "equipment": ["dumbbell"],
-        "session_minutes": 45, "region": "US",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "password": "correct horse battery",
+                    "display_name": "Ada",
+                    "goal": "build_strength",
+                    "fitness_level": "beginner",
+                    "equipment": ["dumbbell"],
+                    "session_minutes": 45,
+                    "region": "US",
+                }
+            ]
+        }
+    )
 
     email: EmailStr
     password: str = Field(min_length=10, max_length=128)
@@ -48,8 +59,9 @@ class UserCreate(Profile):
 
 
 class UserUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"goal": "endurance",
-                                                                               "session_minutes": 30}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"goal": "endurance", "session_minutes": 30}]}
+    )
 
     display_name: str | None = Field(None, min_length=1, max_length=100)
     goal: Goal | None = None
@@ -60,11 +72,25 @@ class UserUpdate(BaseModel):
 
 
 class UserPublic(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "3f1c2d9e-6a0b-4d52-9d6e-0c8f7a1b2c3d", "email": "ada@example.com", "email_verified": True,
-        "role": "user", "display_name": "Ada", "goal": "build_strength", "fitness_level": "beginner",
-        "equipment": ["dumbbell"], "session_minutes": 45, "region": "US", "created_at": "2026-11-20T18:30:00Z",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f1c2d9e-6a0b-4d52-9d6e-0c8f7a1b2c3d",
+                    "email": "ada@example.com",
+                    "email_verified": True,
+                    "role": "user",
+                    "display_name": "Ada",
+                    "goal": "build_strength",
+                    "fitness_level": "beginner",
+                    "equipment": ["dumbbell"],
+                    "session_minutes": 45,
+                    "region": "US",
+                    "created_at": "2026-11-20T18:30:00Z",
+                }
+            ]
+        }
+    )
 
     id: str
     email: str | None
@@ -86,8 +112,9 @@ class RoleUpdate(BaseModel):
 
 
 class LoginIn(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "ada@example.com",
-                                                               "password": "correct horse battery"}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"email": "ada@example.com", "password": "correct horse battery"}]}
+    )
 
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=128)
@@ -100,10 +127,19 @@ class RefreshIn(BaseModel):
 
 
 class TokenPairPublic(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "access_token": "eyJhbGciOiJIUzI1NiIs...", "token_type": "bearer", "expires_in": 900,
-        "refresh_token": "q3V0...Zk8", "refresh_expires_in": 2592000,
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIs...",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                    "refresh_token": "q3V0...Zk8",
+                    "refresh_expires_in": 2592000,
+                }
+            ]
+        }
+    )
 
     access_token: str
     token_type: Literal["bearer"] = "bearer"
@@ -131,18 +167,26 @@ class EmailVerifiedPublic(BaseModel):
 
 
 class OidcNoncePublic(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"nonce": "n-0S6_WzA2Mj",
-                                                               "expires_at": "2026-11-20T18:40:00Z"}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"nonce": "n-0S6_WzA2Mj", "expires_at": "2026-11-20T18:40:00Z"}]}
+    )
 
     nonce: str = Field(description="put it in the provider's authorization request; single use")
     expires_at: datetime
 
 
 class OidcLoginIn(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id_token": "eyJhbGciOiJSUzI1NiIsImtpZCI6...", "nonce": "n-0S6_WzA2Mj",
-        "profile": {"goal": "lose_weight", "fitness_level": "beginner"},
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id_token": "eyJhbGciOiJSUzI1NiIsImtpZCI6...",
+                    "nonce": "n-0S6_WzA2Mj",
+                    "profile": {"goal": "lose_weight", "fitness_level": "beginner"},
+                }
+            ]
+        }
+    )
 
     id_token: str = Field(min_length=20, max_length=10_000)
     nonce: str = Field(min_length=8, max_length=200)
@@ -150,18 +194,29 @@ class OidcLoginIn(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "app backend",
-                                                               "scopes": ["recommendations:read", "events:write"]}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "app backend", "scopes": ["recommendations:read", "events:write"]}]}
+    )
 
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(min_length=1)
 
 
 class ApiKeyPublic(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "6f0e...", "name": "app backend", "prefix": "fitrec_sk_AbCd1234",
-        "scopes": ["recommendations:read"], "created_at": "2026-11-20T18:30:00Z", "revoked_at": None,
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "6f0e...",
+                    "name": "app backend",
+                    "prefix": "fitrec_sk_AbCd1234",
+                    "scopes": ["recommendations:read"],
+                    "created_at": "2026-11-20T18:30:00Z",
+                    "revoked_at": None,
+                }
+            ]
+        }
+    )
 
     id: str
     name: str

@@ -7,9 +7,9 @@ its event row (transactional outbox). Emails are sent by the caller *after* the 
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,11 @@ class TokenPair:
     session_id: str
 
 
+def affected(result: Result[Any]) -> int:
+    """Rows matched by an UPDATE/DELETE (the typed accessor for CursorResult.rowcount)."""
+    return cast(CursorResult[Any], result).rowcount
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -54,23 +59,51 @@ def _secret(settings: PlatformSettings) -> str:
     return settings.jwt_secret.get_secret_value()
 
 
-def emit(session: Session, *, event_type: str, user_id: str, properties: dict[str, Any] | None = None,
-         at: datetime | None = None) -> None:
+def emit(
+    session: Session,
+    *,
+    event_type: str,
+    user_id: str,
+    properties: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
     """Add an event row to the caller's transaction."""
-    event = EventIn(event_id=uuid.uuid4(), event_type=event_type, user_id=user_id,
-                    occurred_at=at or _now(), properties=properties or {})
+    event = EventIn(
+        event_id=uuid.uuid4(),
+        event_type=event_type,
+        user_id=user_id,
+        item_id=None,
+        occurred_at=at or _now(),
+        properties=properties or {},
+    )
     store_events(session, events=[event])
 
 
 # --- accounts ---------------------------------------------------------------------------------
 
-def new_user(session: Session, *, email: str | None, password_hash: str | None, profile: Profile,
-             display_name: str | None = None, verified: bool = False, role: str = "user") -> User:
+
+def new_user(
+    session: Session,
+    *,
+    email: str | None,
+    password_hash: str | None,
+    profile: Profile,
+    display_name: str | None = None,
+    verified: bool = False,
+    role: str = "user",
+) -> User:
     """Add a user and its `user.created` (and `user.email_verified`) events; the caller commits."""
     now = _now()
     user = User(
-        id=new_id(), email=email, password_hash=password_hash, role=role, display_name=display_name,
-        email_verified_at=now if verified and email else None, is_active=True, created_at=now, updated_at=now,
+        id=new_id(),
+        email=email,
+        password_hash=password_hash,
+        role=role,
+        display_name=display_name,
+        email_verified_at=now if verified and email else None,
+        is_active=True,
+        created_at=now,
+        updated_at=now,
         **profile.model_dump(),
     )
     session.add(user)
@@ -87,8 +120,13 @@ def sign_up(session: Session, *, settings: PlatformSettings, data: UserCreate) -
         raise ApiError(409, "an account with this email exists", code="email_taken")
     profile = Profile.model_validate(data.model_dump(include=set(Profile.model_fields)))
     try:
-        user = new_user(session, email=data.email, password_hash=hash_password(data.password), profile=profile,
-                        display_name=data.display_name)
+        user = new_user(
+            session,
+            email=data.email,
+            password_hash=hash_password(data.password),
+            profile=profile,
+            display_name=data.display_name,
+        )
         token = issue_verification(session, settings=settings, user=user)
         session.commit()
     except IntegrityError as exc:  # a concurrent sign-up with the same email won the race
@@ -105,8 +143,16 @@ def issue_verification(session: Session, *, settings: PlatformSettings, user: Us
     row_id = new_id()
     token = encode(_secret(settings), purpose=VERIFY_EMAIL, subject=user.id, ttl=ttl, extra={"vid": row_id})
     now = _now()
-    session.add(EmailVerification(id=row_id, user_id=user.id, email=user.email, token_hash=hash_secret(token),
-                                  created_at=now, expires_at=now + ttl))
+    session.add(
+        EmailVerification(
+            id=row_id,
+            user_id=user.id,
+            email=user.email,
+            token_hash=hash_secret(token),
+            created_at=now,
+            expires_at=now + ttl,
+        )
+    )
     return token
 
 
@@ -116,8 +162,8 @@ def verification_email(settings: PlatformSettings, *, to: str, token: str) -> Ou
         to=to,
         subject="Confirm your email for fitrec",
         body=f"Welcome to fitrec!\n\nConfirm your email address by opening this link:\n\n{link}\n\n"
-             f"The link works once and expires in {settings.email_verification_ttl_h} hours. "
-             "If you did not sign up, ignore this message.\n",
+        f"The link works once and expires in {settings.email_verification_ttl_h} hours. "
+        "If you did not sign up, ignore this message.\n",
     )
 
 
@@ -126,8 +172,12 @@ def resend_verification(session: Session, *, settings: PlatformSettings, email: 
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None or user.email_verified_at is not None or not user.is_active:
         return None
-    last = session.scalar(select(EmailVerification.created_at).where(EmailVerification.user_id == user.id)
-                          .order_by(EmailVerification.created_at.desc()).limit(1))
+    last = session.scalar(
+        select(EmailVerification.created_at)
+        .where(EmailVerification.user_id == user.id)
+        .order_by(EmailVerification.created_at.desc())
+        .limit(1)
+    )
     if last is not None and last > _now() - RESEND_INTERVAL:
         return None
     token = issue_verification(session, settings=settings, user=user)
@@ -146,11 +196,13 @@ def verify_email(session: Session, *, settings: PlatformSettings, token: str) ->
         raise ApiError(400, "invalid or expired verification link", code="invalid_link")
     now = _now()
     # The guarded update is the single-use check: of two concurrent clicks exactly one matches a row.
-    used = session.execute(
-        update(EmailVerification)
-        .where(EmailVerification.id == row.id, EmailVerification.used_at.is_(None))
-        .values(used_at=now)
-    ).rowcount
+    used = affected(
+        session.execute(
+            update(EmailVerification)
+            .where(EmailVerification.id == row.id, EmailVerification.used_at.is_(None))
+            .values(used_at=now)
+        )
+    )
     if used != 1:
         session.rollback()
         raise ApiError(409, "this verification link was used already", code="link_used")
@@ -195,39 +247,57 @@ def set_role(session: Session, *, user_id: str, role: str) -> User:
 
 # --- sessions ---------------------------------------------------------------------------------
 
+
 def _issue_refresh(session: Session, *, settings: PlatformSettings, session_id: str, now: datetime) -> str:
     raw = new_secret()
-    session.add(RefreshToken(id=new_id(), session_id=session_id, token_hash=hash_secret(raw), created_at=now,
-                             expires_at=now + timedelta(days=settings.refresh_token_ttl_days)))
+    session.add(
+        RefreshToken(
+            id=new_id(),
+            session_id=session_id,
+            token_hash=hash_secret(raw),
+            created_at=now,
+            expires_at=now + timedelta(days=settings.refresh_token_ttl_days),
+        )
+    )
     return raw
 
 
 def _pair(settings: PlatformSettings, *, user: User, session_id: str, refresh: str) -> TokenPair:
     ttl = timedelta(seconds=settings.access_token_ttl_s)
     access = create_access_token(_secret(settings), user_id=user.id, role=user.role, session_id=session_id, ttl=ttl)
-    return TokenPair(access_token=access, expires_in=settings.access_token_ttl_s, refresh_token=refresh,
-                     refresh_expires_in=settings.refresh_token_ttl_days * 86400, session_id=session_id)
+    return TokenPair(
+        access_token=access,
+        expires_in=settings.access_token_ttl_s,
+        refresh_token=refresh,
+        refresh_expires_in=settings.refresh_token_ttl_days * 86400,
+        session_id=session_id,
+    )
 
 
-def start_session(session: Session, *, settings: PlatformSettings, user: User, method: str,
-                  client_address: str | None) -> TokenPair:
+def start_session(
+    session: Session, *, settings: PlatformSettings, user: User, method: str, client_address: str | None
+) -> TokenPair:
     """A new session with its first refresh token; the caller commits."""
     now = _now()
-    auth_session = AuthSession(id=new_id(), user_id=user.id, method=method, client_address=client_address,
-                               created_at=now)
+    auth_session = AuthSession(
+        id=new_id(), user_id=user.id, method=method, client_address=client_address, created_at=now
+    )
     session.add(auth_session)
     refresh = _issue_refresh(session, settings=settings, session_id=auth_session.id, now=now)
     return _pair(settings, user=user, session_id=auth_session.id, refresh=refresh)
 
 
 def login_limiter(settings: PlatformSettings) -> LoginRateLimiter:
-    return LoginRateLimiter(window=timedelta(seconds=settings.login_window_s),
-                            max_per_account=settings.login_max_failures_per_account,
-                            max_per_address=settings.login_max_failures_per_address)
+    return LoginRateLimiter(
+        window=timedelta(seconds=settings.login_window_s),
+        max_per_account=settings.login_max_failures_per_account,
+        max_per_address=settings.login_max_failures_per_address,
+    )
 
 
-def login(session: Session, *, settings: PlatformSettings, email: str, password: str,
-          client_address: str | None) -> TokenPair:
+def login(
+    session: Session, *, settings: PlatformSettings, email: str, password: str, client_address: str | None
+) -> TokenPair:
     """Email + password sign-in, rate limited per account and per client address."""
     email = email.strip().lower()
     limiter = login_limiter(settings)
@@ -246,10 +316,13 @@ def login(session: Session, *, settings: PlatformSettings, email: str, password:
 
 
 def revoke_session(session: Session, *, session_id: str, reason: str) -> int:
-    return session.execute(
-        update(AuthSession).where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=_now(), revoked_reason=reason)
-    ).rowcount
+    return affected(
+        session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=_now(), revoked_reason=reason)
+        )
+    )
 
 
 def refresh(session: Session, *, settings: PlatformSettings, refresh_token: str) -> TokenPair:
@@ -264,16 +337,18 @@ def refresh(session: Session, *, settings: PlatformSettings, refresh_token: str)
         raise ApiError(401, "session ended; sign in again", code="session_revoked")
     now = _now()
     # Guarded update: of two concurrent uses of one token exactly one rotates it; the other is reuse.
-    rotated = session.execute(
-        update(RefreshToken).where(RefreshToken.id == row.id, RefreshToken.rotated_at.is_(None))
-        .values(rotated_at=now)
-    ).rowcount
+    rotated = affected(
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == row.id, RefreshToken.rotated_at.is_(None))
+            .values(rotated_at=now)
+        )
+    )
     if rotated != 1:
         session.rollback()
         revoke_session(session, session_id=row.session_id, reason="reuse_detected")
         session.commit()
-        raise ApiError(401, "refresh token reused; the session is revoked, sign in again",
-                       code="refresh_token_reused")
+        raise ApiError(401, "refresh token reused; the session is revoked, sign in again", code="refresh_token_reused")
     if row.expires_at <= now:
         session.rollback()
         raise ApiError(401, "refresh token expired; sign in again", code="refresh_token_expired")
@@ -295,9 +370,12 @@ def logout(session: Session, *, refresh_token: str) -> None:
 
 
 def logout_everywhere(session: Session, *, user_id: str) -> int:
-    count = session.execute(
-        update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=_now(), revoked_reason="logout")
-    ).rowcount
+    count = affected(
+        session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=_now(), revoked_reason="logout")
+        )
+    )
     session.commit()
     return count

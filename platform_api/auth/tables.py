@@ -125,4 +125,3 @@ class LoginAttempt(Base):
     succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (Index("ix_login_attempt_key_attempted_at", "key", "attempted_at"),)
-

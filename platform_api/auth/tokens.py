@@ -58,7 +58,10 @@ def encode(secret: str, *, purpose: str, subject: str, ttl: timedelta, extra: di
 def decode(secret: str, token: str, *, purpose: str) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], issuer=ISSUER,
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
             options={"require": ["exp", "iat", "sub", "iss", "jti"]},
         )
     except jwt.PyJWTError as exc:
@@ -78,6 +81,8 @@ def decode_access_token(secret: str, token: str) -> AccessClaims:
     if not isinstance(claims.get("sid"), str) or not isinstance(claims.get("role"), str):
         raise InvalidToken("access token lacks sid/role")
     return AccessClaims(
-        user_id=claims["sub"], role=claims["role"], session_id=claims["sid"],
+        user_id=claims["sub"],
+        role=claims["role"],
+        session_id=claims["sid"],
         expires_at=datetime.fromtimestamp(claims["exp"], UTC),
     )

@@ -21,14 +21,19 @@ class DevMailbox:
         with session_scope(self.sessions) as session:
             session.add(
                 MailboxMessage(
-                    id=str(uuid.uuid4()), sender=self.sender, recipient=message.to,
-                    subject=message.subject, body=message.body, sent_at=datetime.now(UTC),
+                    id=str(uuid.uuid4()),
+                    sender=self.sender,
+                    recipient=message.to,
+                    subject=message.subject,
+                    body=message.body,
+                    sent_at=datetime.now(UTC),
                 )
             )
 
 
-def list_messages(session: Session, *, recipient: str | None = None, limit: int = 50
-                  ) -> tuple[list[MailboxMessage], int]:
+def list_messages(
+    session: Session, *, recipient: str | None = None, limit: int = 50
+) -> tuple[list[MailboxMessage], int]:
     """Newest first, optionally for one recipient; with the total count."""
     where = [MailboxMessage.recipient == recipient] if recipient else []
     total = session.scalar(select(func.count()).select_from(MailboxMessage).where(*where)) or 0

@@ -100,7 +100,12 @@ def test_smtp_failure_is_an_email_error_and_try_send_reports_it() -> None:
 def test_sender_choice_by_url() -> None:
     smtp = SmtpEmailSender("smtps://mailer%40x.test:p%40ss@mail.x.test?starttls=false", sender=SENDER)
     assert (smtp.host, smtp.port, smtp.implicit_tls, smtp.username, smtp.password) == (
-        "mail.x.test", 465, True, "mailer@x.test", "p@ss")
+        "mail.x.test",
+        465,
+        True,
+        "mailer@x.test",
+        "p@ss",
+    )
     assert SmtpEmailSender("smtp://h:2525?starttls=true", sender=SENDER).starttls
     with pytest.raises(ValueError, match="scheme"):
         make_email_sender("sendgrid://key", sender=SENDER, sessions=None)  # type: ignore[arg-type]

@@ -33,8 +33,17 @@ def _jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
 
 def _token(key: Any = KEY, kid: str = "k1", alg: str = "RS256", **overrides: Any) -> str:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": CLIENT_ID, "sub": "1234567890", "iat": now, "exp": now + 600,
-              "nonce": NONCE, "email": "ada@example.com", "email_verified": True, **overrides}
+    claims = {
+        "iss": ISSUER,
+        "aud": CLIENT_ID,
+        "sub": "1234567890",
+        "iat": now,
+        "exp": now + 600,
+        "nonce": NONCE,
+        "email": "ada@example.com",
+        "email_verified": True,
+        **overrides,
+    }
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm=alg, headers={"kid": kid})
 
 
@@ -86,8 +95,12 @@ def test_bad_tokens_are_rejected(jwks: JwksCache, token_kwargs: dict[str, Any], 
 def test_symmetric_algorithm_confusion_is_rejected(jwks: JwksCache) -> None:
     # Signing HS256 with the public key as the HMAC secret is a classic forgery; only asymmetric algs pass.
     now = int(time.time())
-    forged = jwt.encode({"iss": ISSUER, "aud": CLIENT_ID, "sub": "x", "iat": now, "exp": now + 60, "nonce": NONCE},
-                        "any-secret-of-at-least-32-bytes-long!", algorithm="HS256", headers={"kid": "k1"})
+    forged = jwt.encode(
+        {"iss": ISSUER, "aud": CLIENT_ID, "sub": "x", "iat": now, "exp": now + 60, "nonce": NONCE},
+        "any-secret-of-at-least-32-bytes-long!",
+        algorithm="HS256",
+        headers={"kid": "k1"},
+    )
     with pytest.raises(OidcError, match="algorithm"):
         verify_id_token(forged, provider=PROVIDER, jwks=jwks, nonce=NONCE)
     with pytest.raises(OidcError, match="malformed"):
