@@ -1,0 +1,1 @@
+"""The population simulator's parts; the public entry point is `training.simulator`."""
