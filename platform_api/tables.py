@@ -7,6 +7,12 @@ TABLE_MODULES = (
     "platform_api.catalogue.tables",
     "platform_api.auth.tables",
     "platform_api.email.tables",
+    "platform_api.plans.tables",
+    "platform_api.workouts.tables",
+    "platform_api.health.tables",
+    "platform_api.entitlements.tables",
+    "platform_api.payments.tables",
+    "platform_api.outbox",
 )
 
 

@@ -1,0 +1,1 @@
+"""Content items: catalogue items and trainers' own, media uploads, premium gating."""

@@ -1,0 +1,1 @@
+"""Who may use premium content: a trial, an active subscription, or credits."""

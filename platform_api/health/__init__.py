@@ -1,0 +1,1 @@
+"""Health integrations: linked providers, daily metrics, the Fitbit export importer."""

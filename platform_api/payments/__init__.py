@@ -1,0 +1,1 @@
+"""Payments: gateways by region, idempotent creation, verified webhooks, the activation saga."""

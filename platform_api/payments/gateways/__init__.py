@@ -1,0 +1,1 @@
+"""Payment gateways behind one Protocol: Stripe, a regional provider, and the embedded sandbox."""

@@ -1,0 +1,1 @@
+"""Trainers, workout plans and enrollments."""

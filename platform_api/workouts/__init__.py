@@ -1,0 +1,1 @@
+"""Workout execution: sessions, logged sets, summaries, streaks and achievements."""
