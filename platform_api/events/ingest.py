@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from platform_api.events.schemas import EventIn
 from platform_api.events.tables import EventLog
 
+
 @dataclass(frozen=True)
 class Rejection:
     index: int
