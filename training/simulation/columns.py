@@ -6,8 +6,9 @@ simulator stores columns and renders batches on demand.
 """
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,20 @@ Column = np.ndarray | Coded | Ids | Days | Times | Nullable | Const | list
 
 def iso_times(ms: np.ndarray) -> list[str]:
     return np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms", timezone="UTC").tolist()
+
+
+@lru_cache
+def _dict_maker(keys: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+    """A function building {keys[0]: a0, keys[1]: a1, ...}.
+
+    A dict display runs about twice as fast as dict(zip(keys, values)), and rendering
+    dicts is most of the cost of a million events. Keys are this module's property names.
+    """
+    if not all(k.isidentifier() for k in keys):
+        raise ValueError(f"property names must be identifiers: {keys}")
+    args = ", ".join(f"a{i}" for i in range(len(keys)))
+    body = ", ".join(f"{k!r}: a{i}" for i, k in enumerate(keys))
+    return eval(f"lambda {args}: {{{body}}}")  # noqa: S307 - built from checked identifiers only
 
 
 def _take(col: Column, rows: np.ndarray) -> list[Any]:
@@ -186,7 +201,7 @@ class TypeColumns:
         if not keys:
             return [{} for _ in range(len(rows))]
         values = [_take(col, rows) for col in self.props.values()]
-        return [dict(zip(keys, vals, strict=True)) for vals in zip(*values, strict=True)]
+        return list(map(_dict_maker(tuple(keys)), *values))
 
 
 class EventColumns:
@@ -232,18 +247,17 @@ class EventColumns:
             types[at] = tc.event_type
         users = np.array([*user_ids, None], dtype=object)[self.user[lo:hi]]  # -1 picks None
         items = np.array([*item_ids, None], dtype=object)[self.item[lo:hi]]
-        return [
-            {"event_id": e, "event_type": t, "user_id": u, "item_id": i, "occurred_at": o, "properties": p}
-            for e, t, u, i, o, p in zip(
+        return list(
+            map(
+                _dict_maker(("event_id", "event_type", "user_id", "item_id", "occurred_at", "properties")),
                 event_ids,
                 types.tolist(),
                 users.tolist(),
                 items.tolist(),
                 iso_times(self.ts[lo:hi]),
                 props.tolist(),
-                strict=True,
             )
-        ]
+        )
 
 
 def uuid_strings(raw: np.ndarray) -> list[str]:
