@@ -14,6 +14,8 @@ from pipelines.config import PipelineSettings
 app = typer.Typer(help="fitrec: recommendation and training platform of a fitness app.", no_args_is_help=True)
 features_app = typer.Typer(help="Build and inspect the Feast feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+bench_app = typer.Typer(help="Benchmarks behind the speed targets; they print figures.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 console = Console()
 
 UsersOpt = Annotated[int, typer.Option(min=1, help="Simulated users.")]
@@ -51,7 +53,6 @@ def simulate(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7) -> No
     from pipelines.simulate import simulate_into_platform
     from platform_api.catalogue.service import list_items
     from platform_api.runtime import open_platform
-    from training.simulator import simulate as run_simulation
 
     settings = PipelineSettings()
     platform = open_platform(settings.platform())
@@ -60,10 +61,9 @@ def simulate(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7) -> No
     if not items:
         raise typer.BadParameter("the catalogue is empty: run `fitrec seed` first")
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    with console.status("simulating population"):
-        sim = run_simulation(items, users=users, days=days, seed=seed, end=end)
-    with progress_bar("ingesting events", len(sim.events)) as advance:
-        report = simulate_into_platform(platform.sessions, simulation=sim, progress=advance)
+    with progress_bar("simulating and ingesting events", None) as advance:
+        report = simulate_into_platform(platform.sessions, items=items, users=users, days=days, seed=seed, end=end,
+                                        progress=advance)
     platform.close()
     console.print(f"events: {report.events} simulated, {report.stored} stored, {report.duplicates} duplicates "
                   f"in {report.seconds:.1f}s")
@@ -119,6 +119,40 @@ def demo(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7, host: Hos
     features_build()
     train()
     serve(host=host, port=port)
+
+
+@bench_app.command("ingest")
+def bench_ingest_cmd(users: UsersOpt = 2000, days: DaysOpt = 60,
+                     database_url: Annotated[str | None, typer.Option(help="Database to measure (default: SQLite)")] = None
+                     ) -> None:
+    """Events/s through validation and committed inserts (scratch database)."""
+    from pipelines.benchmarks import bench_ingestion
+
+    with console.status("ingesting simulated events"):
+        figures = bench_ingestion(users=users, days=days, database_url=database_url)
+    console.print(f"ingestion: {figures['events']:,} events in {figures['seconds']:.1f}s = "
+                  f"{figures['events_per_s']:,.0f} events/s (target ≥ 5,000)")
+
+
+@bench_app.command("serve")
+def bench_serve_cmd(seconds: Annotated[int, typer.Option(min=1, help="Seconds per wrk run.")] = 10,
+                    connections: Annotated[int, typer.Option(min=1, help="wrk connections.")] = 32) -> None:
+    """Cached top-10 requests/s against a trivial endpoint of the same app (needs wrk and a trained model)."""
+    from pipelines.benchmarks import bench_serving
+
+    figures = bench_serving(PipelineSettings(), seconds=seconds, connections=connections)
+    console.print(f"trivial endpoint: {figures['trivial_rps']:,.0f} req/s; cached top-10: "
+                  f"{figures['cached_top10_rps']:,.0f} req/s; ratio {figures['ratio']:.2f} (target ≥ 0.7)")
+
+
+@bench_app.command("uncached")
+def bench_uncached_cmd(requests: Annotated[int, typer.Option(min=10, help="Users to rank.")] = 300) -> None:
+    """Latency of an uncached top-10 (features + scoring + filters) over the configured candidates."""
+    from pipelines.benchmarks import bench_uncached
+
+    figures = bench_uncached(PipelineSettings(), requests=requests)
+    console.print(f"uncached top-10 from {figures['candidates']} candidates over {figures['requests']} users: "
+                  f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms (target p99 ≤ 20 ms)")
 
 
 def main() -> None:

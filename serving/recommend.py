@@ -67,7 +67,7 @@ class Recommender:
             data = [RecommendationPublic(**row) for row in json.loads(cached)]
             cached_hit = True
         else:
-            data = self._rank(user_id, k=k, ranker=model.ranker)
+            data = self.rank(user_id, k=k, ranker=model.ranker)
             self._cache.set(key, json.dumps([d.model_dump() for d in data]).encode(), self._ttl)
             cached_hit = False
         # Each request is its own ranking group, even when the slate comes from the cache.
@@ -78,7 +78,7 @@ class Recommender:
         return RecommendationsPublic(data=data, count=len(data), user_id=user_id, request_id=request_id,
                                      model_version=model.label, cached=cached_hit)
 
-    def _rank(self, user_id: str, *, k: int, ranker) -> list[RecommendationPublic]:  # type: ignore[no-untyped-def]
+    def rank(self, user_id: str, *, k: int, ranker) -> list[RecommendationPublic]:  # type: ignore[no-untyped-def]
         candidates = self.catalogue.candidates(self._n)
         if not candidates:
             return []
