@@ -34,10 +34,17 @@ def simulate_into_platform(
     end: datetime,
     batch_size: int = 5000,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> SimulateReport:
-    """Simulate and ingest batch by batch, one transaction per batch; re-running stores nothing twice."""
+    """Simulate and ingest batch by batch, one transaction per batch; re-running stores nothing twice.
+
+    `on_total(n)` is told the number of events once simulated (a progress bar's total);
+    `progress(k)` after each committed batch of k events.
+    """
     started = time.perf_counter()
     sim = simulate(items, users=users, days=days, seed=seed, end=end)
+    if on_total is not None:
+        on_total(len(sim))
     stored = duplicates = 0
     for batch in sim.iter_batches(batch_size):
         raw: list[Mapping[str, Any]] = list(batch)

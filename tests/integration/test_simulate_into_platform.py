@@ -46,6 +46,7 @@ def test_simulated_events_are_stored_once_and_rerun_counts_duplicates(
     try:
         items = seeded(platform, catalogue)
         advanced: list[int] = []
+        totals: list[int] = []
         report = simulate_into_platform(
             platform.sessions,
             items=items,
@@ -55,11 +56,12 @@ def test_simulated_events_are_stored_once_and_rerun_counts_duplicates(
             end=END,
             batch_size=1000,
             progress=advanced.append,
+            on_total=totals.append,
         )
         expected = simulate(items, users=40, days=10, seed=4, end=END)
         assert report.events == len(expected) > 1500
         assert (report.stored, report.duplicates) == (report.events, 0)
-        assert sum(advanced) == report.events and max(advanced) == 1000
+        assert totals == [report.events] == [sum(advanced)] and max(advanced) == 1000
         assert counts_by_type(platform) == expected.counts()
         with platform.sessions() as session:
             first = session.get(EventLog, expected.events[0]["event_id"])
