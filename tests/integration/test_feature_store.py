@@ -1,0 +1,270 @@
+"""The Feast store end to end: hand-made events → event log → build_features → online and training reads."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.retrieval import historical_features, online_features
+from features.schema import CATEGORIES, FILLS, GOAL_CATEGORIES, HISTORY_DAYS, NO_EQUIPMENT
+from features.services import RANKING_FEATURES, RANKING_SERVICE
+from features.store import open_store
+from pipelines.build_features import FeatureBuildReport, build_features
+from pipelines.config import PipelineSettings
+from platform_api.catalogue.build import GOAL_CATEGORIES as CATALOGUE_GOAL_CATEGORIES
+from platform_api.catalogue.service import NO_EQUIPMENT as CATALOGUE_NO_EQUIPMENT
+from platform_api.catalogue.service import Item, list_items, seed_catalogue
+from platform_api.events.ingest import ingest
+from platform_api.runtime import open_platform
+
+# Midnight five days ago: every event lies in the past and inside the 7-day window of today's row.
+BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
+LABEL_TIME = BASE + timedelta(days=3, hours=12)
+LATE_WORKOUT_TIME = BASE + timedelta(days=4, hours=1)
+
+
+def _event(event_type: str, user_id: str, at: datetime, item_id: str | None = None, **properties: object) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": event_type,
+        "user_id": user_id,
+        "item_id": item_id,
+        "occurred_at": at.isoformat(),
+        "properties": properties,
+    }
+
+
+def _workout(user_id: str, item: Item, at: datetime, minutes: float, rpe: float) -> dict:
+    return _event(
+        "workout.completed",
+        user_id,
+        at,
+        item.item_id,
+        session_id=uuid.uuid4().hex,
+        duration_min=minutes,
+        total_sets=10,
+        total_reps=100,
+        calories=300,
+        rpe=rpe,
+    )
+
+
+def _events(plan: Item, guide: Item) -> list[dict]:
+    day = lambda n, h: BASE + timedelta(days=n, hours=h)  # noqa: E731
+    return [
+        _event(
+            "user.created",
+            "u1",
+            day(0, 8),
+            goal="build_strength",
+            fitness_level="beginner",
+            equipment=["dumbbell", "body only"],
+            session_minutes=40,
+        ),
+        _event(
+            "user.created", "u2", day(0, 9), goal="mobility", fitness_level="expert", equipment=[], session_minutes=20
+        ),
+        _workout("u1", plan, day(1, 9), 30, 6),
+        _workout("u1", plan, day(2, 9), 40, 8),
+        _event(
+            "health_metric.synced",
+            "u1",
+            day(1, 7),
+            day=day(1, 0).date().isoformat(),
+            steps=8000,
+            resting_hr=60,
+            sleep_minutes=420,
+        ),
+        _event(
+            "health_metric.synced",
+            "u1",
+            day(2, 7),
+            day=day(2, 0).date().isoformat(),
+            steps=10000,
+            resting_hr=62,
+            sleep_minutes=480,
+        ),
+        # Before the label time, but on the label's own day: the label's row is the previous day's.
+        _event(
+            "recommendation.impression", "u1", day(3, 10), guide.item_id, request_id="r1", position=0, model_version="1"
+        ),
+        _event(
+            "recommendation.impression", "u1", day(3, 10), plan.item_id, request_id="r1", position=1, model_version="1"
+        ),
+        _event(
+            "recommendation.clicked",
+            "u1",
+            day(
+                3,
+                10,
+            ),
+            plan.item_id,
+            request_id="r1",
+            position=1,
+        ),
+    ]
+
+
+@dataclass
+class Built:
+    settings: PipelineSettings
+    report: FeatureBuildReport
+    plan: Item
+    guide: Item
+
+
+def _build(data_dir: Path, *, late_workout: bool) -> Built:
+    # Embedded profile on purpose, whatever the environment says: SQLite platform DB, SQLite online store.
+    settings = PipelineSettings(FITREC_DATA_DIR=data_dir, DATABASE_URL=None, REDIS_URL=None)
+    platform = open_platform(settings.platform())
+    with platform.sessions() as session:
+        seed_catalogue(session)
+        items = list_items(session)
+        plan = next(i for i in items if i.item_id == "plan-build-strength-beginner-bodyweight")
+        guide = next(
+            i
+            for i in items
+            if i.item_type == "exercise_guide"
+            and i.category == "stretching"
+            and i.level == "expert"
+            and set(i.equipment) <= NO_EQUIPMENT
+        )
+        raw = _events(plan, guide)
+        if late_workout:
+            raw.append(_workout("u1", plan, LATE_WORKOUT_TIME, 50, 9))
+        result = ingest(session, raw=raw)
+        assert not result.rejected, result.rejected
+        session.commit()
+    platform.close()
+    return Built(settings, build_features(settings), plan, guide)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return _build(tmp_path_factory.mktemp("features"), late_workout=False)
+
+
+@pytest.fixture(scope="module")
+def built_with_late_event(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return _build(tmp_path_factory.mktemp("features-late"), late_workout=True)
+
+
+def _store(b: Built):  # type: ignore[no-untyped-def]
+    return open_store(data_dir=b.settings.data_dir)
+
+
+def test_feature_vocabulary_matches_the_catalogue() -> None:
+    assert GOAL_CATEGORIES == CATALOGUE_GOAL_CATEGORIES
+    assert NO_EQUIPMENT == CATALOGUE_NO_EQUIPMENT
+
+
+def test_build_report_counts_events_and_rows(built: Built) -> None:
+    report = built.report
+    assert report.events == 9  # seeding's content.ready events are not feature events
+    # u1: one empty row + a row per day from day 1 to today (day 5).
+    assert report.rows_per_table["user_workout_stats"] == 1 + 5
+    assert report.rows_per_table["user_profile"] == 2 + 2
+    assert report.rows_per_table["item_catalogue"] == 930 + 72
+    assert report.materialized_until <= datetime.now(UTC)
+
+
+def test_catalogue_categories_are_known(built: Built) -> None:
+    platform = open_platform(built.settings.platform())
+    with platform.sessions() as session:
+        categories = {i.category for i in list_items(session)}
+    platform.close()
+    assert categories <= set(CATEGORIES)
+
+
+def test_online_features_of_an_active_user(built: Built) -> None:
+    store = _store(built)
+    feats = online_features(store, "u1", [built.plan.item_id, built.guide.item_id])
+    assert list(feats.columns) == list(RANKING_FEATURES)
+    assert list(feats.index) == [built.plan.item_id, built.guide.item_id]
+    plan, guide = feats.iloc[0], feats.iloc[1]
+    # Today's row: both workouts (days 1, 2) inside 7 days; last one 3 days ago; streak broken.
+    assert plan["workouts_7d"] == 2 and plan["workouts_28d"] == 2
+    assert plan["minutes_7d"] == 70 and plan["avg_rpe_28d"] == 7
+    assert plan["days_since_last_workout"] == 3 and plan["streak_days"] == 0
+    assert plan["steps_7d_avg"] == 9000 and plan["resting_hr_7d_avg"] == 61 and plan["sleep_7d_avg"] == 450
+    assert plan["recovery_score"] == pytest.approx(0.6 * (450 - 300) / 180 + 0.4 * 0.5)
+    assert plan["impressions_28d"] == 2 and plan["clicks_28d"] == 1 and plan["ctr_28d"] == 0.5
+    # Item side.
+    assert plan["item_completions_28d"] == 2 and plan["item_clicks_28d"] == 1 and plan["item_ctr_28d"] == 1.0
+    assert guide["item_impressions_28d"] == 1 and guide["item_ctr_28d"] == 0.0
+    assert plan["item_is_plan"] == 1 and guide["item_is_plan"] == 0
+    # Fits: a beginner build-strength plan for a beginner who wants strength; an expert stretch for the same user.
+    assert plan["level_fit"] == 1.0 and guide["level_fit"] < 0.5
+    assert plan["goal_fit"] == 1.0 and guide["goal_fit"] == 0.0
+    assert plan["equipment_fit"] == 1.0
+    assert plan["category_mix"] == 1.0 and guide["category_mix"] == 0.0
+    assert plan["category_affinity"] > guide["category_affinity"]
+
+
+def test_unknown_user_and_item_get_the_fills(built: Built) -> None:
+    feats = online_features(_store(built), "nobody", ["no-such-item"])
+    row = feats.iloc[0]
+    assert row["days_since_last_workout"] == HISTORY_DAYS
+    assert row["workouts_28d"] == 0 and row["recovery_score"] == FILLS["recovery_score"]
+    assert row["level_fit"] == 0.5 and row["category_affinity"] == pytest.approx(1 / len(CATEGORIES))
+    assert not row.isna().any()
+
+
+def test_online_equals_historical_at_the_same_time(built: Built) -> None:
+    store = _store(built)
+    items = [built.plan.item_id, built.guide.item_id, "no-such-item"]
+    online = online_features(store, "u1", items)
+    entity_df = pd.DataFrame(
+        {"user_id": "u1", "item_id": items, "event_timestamp": built.report.materialized_until + timedelta(seconds=1)}
+    )
+    hist = historical_features(store, entity_df)
+    pd.testing.assert_frame_equal(hist[list(RANKING_FEATURES)].reset_index(drop=True), online.reset_index(drop=True))
+
+
+def test_historical_features_are_point_in_time(built: Built) -> None:
+    store = _store(built)
+    entity_df = pd.DataFrame(
+        {
+            "request_id": ["a", "b", "c"],
+            "user_id": ["u1", "u1", "u2"],
+            "item_id": [built.plan.item_id, built.plan.item_id, built.guide.item_id],
+            "event_timestamp": [LABEL_TIME, BASE + timedelta(hours=1), LABEL_TIME],
+            "label": [2, 0, 1],
+        }
+    )
+    hist = historical_features(store, entity_df)
+    assert list(hist.columns) == [*entity_df.columns, *RANKING_FEATURES]
+    assert list(hist["request_id"]) == ["a", "b", "c"]
+    at_label, before_anything, quiet_user = hist.iloc[0], hist.iloc[1], hist.iloc[2]
+    # The label's row is the end of day 2: the day-3 impressions are not in it yet.
+    assert at_label["workouts_7d"] == 2 and at_label["days_since_last_workout"] == 0
+    assert at_label["streak_days"] == 2 and at_label["impressions_28d"] == 0
+    assert at_label["goal_fit"] == 1.0
+    # Before any event, the user is unknown: the same fills as online.
+    assert before_anything["workouts_28d"] == 0 and before_anything["goal_fit"] == 0.5
+    assert before_anything["days_since_last_workout"] == HISTORY_DAYS
+    assert quiet_user["workouts_28d"] == 0 and quiet_user["level_fit"] == 1.0
+
+
+def test_an_event_after_the_label_changes_nothing_in_its_row(built: Built, built_with_late_event: Built) -> None:
+    entity_df = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1"],
+            "item_id": [built.plan.item_id, built.guide.item_id],
+            "event_timestamp": [LABEL_TIME, LABEL_TIME],
+        }
+    )
+    without = historical_features(_store(built), entity_df)
+    with_late = historical_features(_store(built_with_late_event), entity_df)
+    pd.testing.assert_frame_equal(without, with_late)
+    # The late workout is real: today's online row counts it.
+    online = online_features(_store(built_with_late_event), "u1", [built.plan.item_id])
+    assert online.iloc[0]["workouts_7d"] == 3
+
+
+def test_feature_service_is_registered(built: Built) -> None:
+    service = _store(built).get_feature_service(RANKING_SERVICE)
+    assert service.name == "ranking_v1"
