@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import jwt
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -129,6 +129,7 @@ def verify_id_token(token: str, *, provider: OidcProvider, jwks: JwksCache, nonc
 def issue_nonce(session: Session) -> tuple[str, datetime]:
     nonce, now = new_secret(), datetime.now(UTC)
     session.add(OidcNonce(nonce_hash=hash_secret(nonce), created_at=now, expires_at=now + NONCE_TTL))
+    session.execute(delete(OidcNonce).where(OidcNonce.expires_at < now - NONCE_TTL))  # keep the table small
     session.commit()
     return nonce, now + NONCE_TTL
 

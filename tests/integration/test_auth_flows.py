@@ -467,3 +467,22 @@ def test_migration_matches_the_auth_tables(make_client: Any) -> None:
     assert ours == []
     with platform.engine.connect() as conn:
         assert set(conn.dialect.get_table_names(conn)) >= AUTH_TABLES
+
+
+def test_limiter_retry_after_is_when_the_window_frees_a_slot(make_client: Any) -> None:
+    _, platform = make_client()
+    limiter = service.login_limiter(platform.settings).__class__(
+        window=timedelta(seconds=900), max_per_account=3, max_per_address=100
+    )
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with platform.sessions() as session:
+        for offset in (0, 100, 200):
+            limiter.begin_attempt(session, email="ada@example.com", address=None, now=t0 + timedelta(seconds=offset))
+        key = limiter.account_key("ada@example.com")
+        # 3 failures, limit 3: the oldest (t0) must leave the window, at t0+900; a limit of 2 waits for t0+100 too.
+        assert limiter.retry_after(session, key=key, limit=3, now=t0 + timedelta(seconds=300)) == 600
+        assert limiter.retry_after(session, key=key, limit=2, now=t0 + timedelta(seconds=300)) == 700
+        assert limiter.retry_after(session, key=key, limit=3, now=t0 + timedelta(seconds=901)) is None
+        with pytest.raises(ApiError) as refused:
+            limiter.begin_attempt(session, email="ADA@example.com", address=None, now=t0 + timedelta(seconds=300))
+        assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "600"}
