@@ -156,7 +156,7 @@ def _articles_and_videos(exercises: list[Exercise]) -> list[ContentSpec]:
                 kind="article",
                 title=f"Training your {muscle}: a {level} guide",
                 description="Exercises: " + ", ".join(e.name for e in picks),
-                category=max({e.category for e in group}, key=lambda c: sum(e.category == c for e in group)),
+                category=max(sorted({e.category for e in group}), key=lambda c: sum(e.category == c for e in group)),
                 level=level,
                 equipment=sorted({e.equipment for e in picks}),
                 mechanic=None,

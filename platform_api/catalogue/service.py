@@ -59,6 +59,7 @@ def seed_catalogue(session: Session, *, catalogue: Catalogue | None = None) -> S
             EventIn(
                 event_id=uuid5(NAMESPACE_URL, f"fitrec:content.ready:{c.id}"),
                 event_type="content.ready",
+                user_id=None,
                 item_id=c.id,
                 occurred_at=now,
                 properties={"kind": c.kind},

@@ -1,6 +1,6 @@
 """Ingestion: validate envelopes, store each event_id once, report what happened."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +54,7 @@ def validate_events(raw: Iterable[Mapping[str, Any]]) -> tuple[list[EventIn], li
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> int:
     dialect = session.get_bind().dialect.name
+    stmt: Any  # the two dialects' Insert types share no base with on_conflict_do_nothing
     if dialect == "postgresql":
         stmt = pg_insert(EventLog).on_conflict_do_nothing(index_elements=["event_id"])
     elif dialect == "sqlite":
@@ -88,7 +89,7 @@ def store_events(session: Session, *, events: list[EventIn], received_at: dateti
     return IngestResult(received=len(events), stored=stored, duplicates=len(events) - stored)
 
 
-def ingest(session: Session, *, raw: list[Mapping[str, Any]]) -> IngestResult:
+def ingest(session: Session, *, raw: Sequence[Mapping[str, Any]]) -> IngestResult:
     """Validate and store a batch; malformed events are returned as rejections, never stored."""
     valid, rejected = validate_events(raw)
     result = store_events(session, events=valid)
