@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_PLACEHOLDER = "dev-only-change-me"
+DEV_PLACEHOLDER = "dev-only-placeholder-change-me-0000000"  # >= 32 bytes: a valid HS256 key
 
 
 class OidcProvider(BaseModel):
@@ -27,7 +27,9 @@ class PlatformSettings(BaseSettings):
 
     environment: str = Field("dev", validation_alias=AliasChoices("FITREC_ENV", "FITREC_PLATFORM_ENVIRONMENT"))
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias=AliasChoices("FITREC_DATA_DIR"))
-    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "FITREC_PLATFORM_DATABASE_URL"))
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "FITREC_PLATFORM_DATABASE_URL")
+    )
     jwt_secret: SecretStr = SecretStr(DEV_PLACEHOLDER)
     encryption_key: SecretStr = SecretStr(DEV_PLACEHOLDER)
     # --- auth ---
