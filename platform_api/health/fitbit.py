@@ -207,9 +207,9 @@ def _intensities(row: dict[str, str]) -> tuple[str, date, dict[str, Any], Any]:
     sedentary = parse_int(row, "SedentaryMinutes")
     active = parse_int(row, "VeryActiveMinutes") + parse_int(row, "FairlyActiveMinutes")
     light = parse_int(row, "LightlyActiveMinutes")
-    if sedentary >= MINUTES_PER_DAY and active + light == 0:
-        return fitbit_id, day, {"not_worn": True}, None
-    return fitbit_id, day, {"active_minutes": active}, None
+    # Without steps, a whole sedentary day is the only sign of a tracker left off (used when dailyActivity lacks it).
+    idle = sedentary >= MINUTES_PER_DAY and active + light == 0
+    return fitbit_id, day, {"active_minutes": active}, idle
 
 
 def _sleep(row: dict[str, str]) -> tuple[str, date, dict[str, Any], Any]:
@@ -265,11 +265,26 @@ def import_fitbit(
         if values:
             put(fid, day, values)
             used[ACTIVITY] += 1
-    for (fid, day), (line, values, _) in intensities.items():
-        if not values:
-            continue
+    for (fid, day), (line, values, idle) in intensities.items():
         other = activity.get((fid, day))
-        if other is None or not other[1]:
+        if other is not None and not other[1]:
+            report.problems.append(
+                Problem(
+                    INTENSITIES,
+                    line,
+                    "not_worn",
+                    f"the tracker was not worn ({ACTIVITY} line {other[0]}): no activity stored",
+                )
+            )
+            continue
+        if other is None:
+            if idle:
+                report.problems.append(
+                    Problem(
+                        INTENSITIES, line, "not_worn", "tracker not worn (1440 sedentary minutes): no activity stored"
+                    )
+                )
+                continue
             put(fid, day, values)  # the only activity record of the day
         elif other[1]["active_minutes"] != values["active_minutes"]:
             report.problems.append(
