@@ -11,6 +11,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from features.push import PUSH_LOOKBACK, PushReport, push_events
 from features.schema import ENGAGEMENT_WEIGHTS, FEATURE_EPOCH, TABLES
 from features.sources import table_path
 from features.store import apply_definitions, open_store
@@ -149,3 +150,29 @@ def _stepper(progress: Progress | None) -> Callable[[int], None]:
             progress(STEPS[done] if done < len(STEPS) else "done", done, len(STEPS))
 
     return step
+
+
+def refresh_users(
+    settings: PipelineSettings,
+    user_ids: Iterable[str],
+    *,
+    store: Any | None = None,
+    engine: Engine | None = None,
+    as_of: datetime | None = None,
+) -> PushReport:
+    """Push fresh online rows for these users, recomputed from their recent events in the log.
+
+    Pass a long-lived `store`/`engine` when calling often (a consumer of new
+    events); otherwise both are opened for this call.
+    """
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    store = store or open_store(data_dir=settings.data_dir, redis_url=settings.redis_url)
+    own_engine = engine is None
+    if engine is None:
+        engine = open_platform(settings.platform(), migrate=False).engine
+    try:
+        events = read_events(engine, since=as_of - PUSH_LOOKBACK, user_ids=list(user_ids))
+    finally:
+        if own_engine:
+            engine.dispose()
+    return push_events(store, events, as_of=as_of)

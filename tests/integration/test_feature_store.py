@@ -1,5 +1,6 @@
 """The Feast store end to end: hand-made events → event log → build_features → online and training reads."""
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -8,11 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.freshness import feature_freshness
+from features.push import push_events
 from features.retrieval import historical_features, online_features
 from features.schema import CATEGORIES, FILLS, GOAL_CATEGORIES, HISTORY_DAYS, NO_EQUIPMENT
 from features.services import RANKING_FEATURES, RANKING_SERVICE
-from features.store import open_store
-from pipelines.build_features import FeatureBuildReport, build_features
+from features.store import apply_definitions, open_store
+from pipelines.build_features import FeatureBuildReport, build_features, materialize, refresh_users
 from pipelines.config import PipelineSettings
 from platform_api.catalogue.build import GOAL_CATEGORIES as CATALOGUE_GOAL_CATEGORIES
 from platform_api.catalogue.service import NO_EQUIPMENT as CATALOGUE_NO_EQUIPMENT
@@ -268,3 +271,95 @@ def test_an_event_after_the_label_changes_nothing_in_its_row(built: Built, built
 def test_feature_service_is_registered(built: Built) -> None:
     service = _store(built).get_feature_service(RANKING_SERVICE)
     assert service.name == "ranking_v1"
+
+
+def test_a_push_makes_a_new_online_value_visible(built: Built) -> None:
+    # u2 has only signed up; the module's other online assertions are about u1.
+    store = _store(built)
+    before = online_features(store, "u2", [built.plan.item_id]).iloc[0]
+    assert before["workouts_7d"] == 0 and before["days_since_last_workout"] == HISTORY_DAYS
+    platform = open_platform(built.settings.platform())
+    with platform.sessions() as session:
+        now = datetime.now(UTC)
+        result = ingest(session, raw=[_workout("u2", built.plan, now - timedelta(seconds=5), 25, 5)])
+        assert result.stored == 1
+        session.commit()
+    platform.close()
+
+    started = time.perf_counter()
+    report = refresh_users(built.settings, ["u2"], store=store)
+    elapsed = time.perf_counter() - started
+
+    assert report.users == 1 and report.rows["user_workout_stats"] == 1
+    after = online_features(store, "u2", [built.plan.item_id]).iloc[0]
+    assert after["workouts_7d"] == 1 and after["minutes_7d"] == 25 and after["days_since_last_workout"] == 0
+    assert after["streak_days"] == 1 and after["category_mix"] == 1.0
+    # Item stats are batch-only: the plan's completion count is what the build wrote.
+    assert after["item_completions_28d"] == before["item_completions_28d"]
+    assert elapsed < 10, f"push took {elapsed:.1f}s"
+
+
+def test_feature_freshness_reports_every_view(built: Built) -> None:
+    store = _store(built)
+    ages = feature_freshness(store, now=built.report.materialized_until + timedelta(hours=1))
+    assert set(ages) == {
+        "user_profile",
+        "user_workout_stats",
+        "user_health",
+        "user_engagement",
+        "item_stats",
+        "item_catalogue",
+    }
+    # The build's own as-of rows are at most seconds older than the materialization.
+    assert 3600 <= ages["user_workout_stats"] < 3600 + 120
+    assert 3600 <= ages["item_catalogue"] < 3600 + 120
+    # u1/u2 signed up on day 0: the newest profile row is that old.
+    assert ages["user_profile"] > 4 * 86400
+
+
+def test_redis_online_store_serves_the_same_features(built: Built, redis_url: str, tmp_path: Path) -> None:
+    import shutil
+
+    import redis
+
+    project = f"fitrec_test_{uuid.uuid4().hex[:10]}"
+    shutil.copytree(built.settings.data_dir / "offline", tmp_path / "offline")
+    store = open_store(data_dir=tmp_path, redis_url=redis_url, project=project)
+    try:
+        apply_definitions(store)
+        materialize(store, end_date=datetime.now(UTC))
+        items = [built.plan.item_id, built.guide.item_id]
+        from_redis = online_features(store, "u1", items)
+        from_sqlite = online_features(_store(built), "u1", items)
+        pd.testing.assert_frame_equal(from_redis, from_sqlite)
+        assert from_redis.iloc[0]["workouts_28d"] == 2
+
+        # A push through the Redis profile is visible on the next read.
+        event = _workout("nobody-yet", built.plan, datetime.now(UTC) - timedelta(seconds=1), 15, 4)
+        event["event_id"] = uuid.UUID(event["event_id"])
+        event["occurred_at"] = datetime.fromisoformat(event["occurred_at"])
+        push_events(store, [event])
+        assert online_features(store, "nobody-yet", items).iloc[0]["workouts_7d"] == 1
+        assert list(redis.Redis.from_url(redis_url).scan_iter(match=f"*{project}*", count=1000))
+    finally:
+        store.teardown()
+    client = redis.Redis.from_url(redis_url)
+    assert not list(client.scan_iter(match=f"*{project}*", count=1000))
+
+
+def test_incremental_build_materializes_only_the_new_interval(built_with_late_event: Built) -> None:
+    b = built_with_late_event
+    platform = open_platform(b.settings.platform())
+    with platform.sessions() as session:
+        ingest(session, raw=[_workout("u2", b.plan, datetime.now(UTC) - timedelta(seconds=2), 35, 7)])
+        session.commit()
+    platform.close()
+
+    second = build_features(b.settings)
+
+    store = _store(b)
+    intervals = store.get_feature_view("user_workout_stats").materialization_intervals
+    assert len(intervals) == 2
+    assert intervals[1][0] == intervals[0][1] == b.report.materialized_until
+    assert intervals[1][1] == second.materialized_until
+    assert online_features(store, "u2", [b.plan.item_id]).iloc[0]["minutes_7d"] == 35
