@@ -105,8 +105,6 @@ def normalise(events: pl.DataFrame | pd.DataFrame) -> pl.DataFrame:
     else:
         properties = pl.col("properties").map_elements(_json, return_dtype=pl.String)
     properties = properties.fill_null("{}")
-    # json_path_match("$") is null for text that is not JSON at all.
-    document = properties.str.json_path_match("$")
     occurred_at, occurred_unparsed = _timestamp(frame, "occurred_at")
     columns = [
         pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW),
@@ -117,14 +115,26 @@ def normalise(events: pl.DataFrame | pd.DataFrame) -> pl.DataFrame:
         occurred_at.alias("occurred_at"),
         occurred_unparsed.alias(f"occurred_at{UNPARSED}"),
         properties.alias("properties"),
-        pl.when(document.is_null() | document.str.starts_with("{").not_())
-        .then(properties)
-        .alias(f"properties{UNPARSED}"),
     ]
     for name in PLATFORM_COLUMNS:
         if name in frame.columns:
             columns.append(_timestamp(frame, name)[0].alias(name))
-    return frame.select(columns)
+    out = frame.select(columns)
+    return out.with_columns(_unreadable_properties(out["properties"]).alias(f"properties{UNPARSED}"))
+
+
+def _unreadable_properties(properties: pl.Series) -> pl.Series:
+    """The properties text that is not a JSON object (null where it is one)."""
+    try:
+        # Fast path: decoding every document at once succeeds unless one is not an object.
+        properties.str.json_decode(pl.Struct({"__probe": pl.String}))
+        return pl.Series(values=[None] * len(properties), dtype=pl.String)
+    except pl.exceptions.PolarsError:
+        pass
+    # json_path_match("$") is null for text that is not JSON at all.
+    document = properties.str.json_path_match("$")
+    bad = document.is_null() | ~document.str.starts_with("{")
+    return pl.select(pl.when(bad).then(properties)).to_series()
 
 
 def _typed(spec: FieldSpec, raw: pl.Expr) -> pl.Expr:
@@ -146,16 +156,36 @@ def _typed(spec: FieldSpec, raw: pl.Expr) -> pl.Expr:
     return raw
 
 
+def _raw_properties(part: pl.DataFrame, specs: tuple[FieldSpec, ...]) -> pl.DataFrame:
+    """Each property's raw value as text (arrays and objects as their JSON text)."""
+    # Lists always go by JSON path: the decoder would wrap a lone string into a one-element list.
+    lists = [s.name for s in specs if s.kind == "list"]
+    scalars = [s.name for s in specs if s.kind != "list"]
+    by_path = [pl.col("properties").str.json_path_match(f"$.{name}").alias(name) for name in lists]
+    try:
+        # Fast path, one decode for every scalar; it raises if any value is an array or an object.
+        decoded = pl.col("properties").str.json_decode(pl.Struct({name: pl.String for name in scalars}))
+        raw = part.select(decoded.struct.unnest(), *by_path) if scalars else part.select(by_path)
+    except pl.exceptions.PolarsError:
+        # Robust path, row by row: a JSON path never raises.
+        raw = part.select(pl.col("properties").str.json_path_match(f"$.{s.name}").alias(s.name) for s in specs)
+    return raw.select(s.name for s in specs)
+
+
 def flatten(part: pl.DataFrame, event_type: str) -> pl.DataFrame:
     """One event type's rows with each property as a typed column (and its unreadable text, if any)."""
+    specs = specs_of(event_type)
+    if not specs:
+        return part
+    raw_frame = _raw_properties(part, specs)
     columns: list[pl.Expr] = []
-    for spec in specs_of(event_type):
-        raw = pl.col("properties").str.json_path_match(f"$.{spec.name}")
+    for spec in specs:
+        raw = pl.col(spec.name)
         typed = _typed(spec, raw)
         columns.append(typed.alias(spec.name))
         if spec.kind != "str":
             columns.append(pl.when(raw.is_not_null() & typed.is_null()).then(raw).alias(f"{spec.name}{UNPARSED}"))
-    return part.with_columns(columns)
+    return pl.concat([part, raw_frame.select(columns)], how="horizontal")
 
 
 def mark_unknown(flat: pl.DataFrame, *, users: set[str], items: set[str]) -> pl.DataFrame:

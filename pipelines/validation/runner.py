@@ -171,7 +171,8 @@ def validate_events(
 
     flats: dict[str, pl.DataFrame] = {}
     present = set(work["event_type"].drop_nulls().unique().to_list()) & set(EVENT_TYPES)
-    for event_type in [t for t in (*INTRODUCES, *EVENT_TYPES) if t in present and t not in flats]:
+    # Types that introduce users or items first, so later rows of the batch may refer to them.
+    for event_type in [t for t in dict.fromkeys((*INTRODUCES, *EVENT_TYPES)) if t in present]:
         flat = flatten(work.filter(pl.col("event_type") == event_type), event_type)
         flat = mark_unknown(flat, users=users, items=items)
         flats[event_type] = flat
