@@ -38,8 +38,9 @@ def verify_webhook(gateway: PaymentGateway, body: bytes, headers: Mapping[str, s
 
 
 def _record_receipt(session: Session, gateway: str, event: GatewayEvent, now: datetime) -> bool:
+    """True if this delivery stored the receipt first (RETURNING: rowcount of ORM inserts is not reliable)."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    result = session.execute(
+    stored = session.execute(
         insert(WebhookReceipt)
         .values(
             gateway=gateway,
@@ -50,8 +51,9 @@ def _record_receipt(session: Session, gateway: str, event: GatewayEvent, now: da
             received_at=now,
         )
         .on_conflict_do_nothing(index_elements=["gateway", "event_id"])
-    )
-    return bool(result.rowcount)
+        .returning(WebhookReceipt.event_id)
+    ).first()
+    return stored is not None
 
 
 def handle_webhook(

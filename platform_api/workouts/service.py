@@ -262,9 +262,13 @@ def _award(session: Session, *, user_id: str, codes: list[str], workout_id: str,
             continue
         row = {"id": str(uuid4()), "user_id": user_id, "code": code, "session_id": workout_id, "earned_at": at}
         # Two workouts completing at once may both qualify: the unique (user, code) keeps one.
-        if session.execute(
-            insert(Achievement).values(row).on_conflict_do_nothing(index_elements=["user_id", "code"])
-        ).rowcount:
+        stored = session.execute(
+            insert(Achievement)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=["user_id", "code"])
+            .returning(Achievement.id)
+        ).first()
+        if stored is not None:
             new.append(Achievement(**row))
     return new
 
