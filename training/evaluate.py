@@ -67,16 +67,16 @@ def mean_ndcg(frame: pd.DataFrame, scores: np.ndarray, *, k: int = 10, seed: int
 def compare_rankers(
     frame: pd.DataFrame, *, scores: Mapping[str, np.ndarray], k: int = 10, seed: int = 0
 ) -> dict[str, float]:
-    """NDCG@k of every named scoring of the same rows: `{"ndcg_at_10_<name>": value}` plus group counts.
+    """NDCG@k of every named scoring of the same rows: `{"<name>_ndcg@10": value}` plus group counts.
 
-    The name "model" gets the plain key `ndcg_at_10` as well.
+    The name "model" gets the plain key `ndcg@10` as well.
     """
     metrics: dict[str, float] = {}
     for name, values in scores.items():
         value = mean_ndcg(frame, np.asarray(values), k=k, seed=seed)
-        metrics[f"ndcg_at_{k}_{name}"] = value
+        metrics[f"{name}_ndcg@{k}"] = value
         if name == "model":
-            metrics[f"ndcg_at_{k}"] = value
+            metrics[f"ndcg@{k}"] = value
     groups = frame.groupby("request_id", sort=False)["label"].max()
     metrics["eval_groups"] = float(len(groups))
     metrics["eval_groups_with_positive"] = float((groups > 0).sum())
@@ -95,9 +95,9 @@ def evaluate_ranking(
 ) -> dict[str, Any]:
     """The model against popularity, random and (if given) the oracle on the same held-out rows.
 
-    Keys: `ndcg_at_10` (the model), `ndcg_at_10_model`, `ndcg_at_10_popularity` (when the
-    column is given), `ndcg_at_10_random`, `ndcg_at_10_oracle` and `model_vs_oracle`
-    (when an oracle is given), and the group counts.
+    Keys: `ndcg@10` (the model, also `model_ndcg@10`), `popularity_ndcg@10` (when
+    the column is given), `random_ndcg@10`, `oracle_ndcg@10` and `model_vs_oracle`
+    (when an oracle is given), and the group counts. MLflow spells `@` as `_at_`.
     """
     scores: dict[str, np.ndarray] = {"model": model_scores, "random": random_scores(len(frame), seed=seed + 1)}
     if popularity_column is not None:
@@ -105,6 +105,6 @@ def evaluate_ranking(
     if oracle is not None:
         scores["oracle"] = oracle_scores(frame, oracle=oracle)
     metrics: dict[str, Any] = compare_rankers(frame, scores=scores, k=k, seed=seed)
-    if oracle is not None and metrics[f"ndcg_at_{k}_oracle"] > 0:
-        metrics["model_vs_oracle"] = metrics[f"ndcg_at_{k}"] / metrics[f"ndcg_at_{k}_oracle"]
+    if oracle is not None and metrics[f"oracle_ndcg@{k}"] > 0:
+        metrics["model_vs_oracle"] = metrics[f"ndcg@{k}"] / metrics[f"oracle_ndcg@{k}"]
     return metrics

@@ -16,13 +16,16 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
     "metric": "ndcg",
     "eval_at": [10],
+    # Shallow, regularised trees: a few thousand noisy click/complete groups overfit deeper ones
+    # (measured on simulated populations of 300 users: +0.02-0.03 NDCG@10 over 31-leaf trees).
     "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 40,
+    "max_depth": 3,
+    "num_leaves": 8,
+    "min_data_in_leaf": 100,
     "feature_fraction": 0.9,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
-    "lambda_l2": 1.0,
+    "lambda_l2": 10.0,
     # Small categorical columns (level, type, category): split on sets, but keep leaves populated.
     "min_data_per_group": 50,
     "cat_smooth": 10.0,
@@ -68,6 +71,34 @@ def with_positive_groups(frame: pd.DataFrame, *, group_col: str = "request_id") 
     return frame[keep].reset_index(drop=True)
 
 
+class _EarlyStopping:
+    """LightGBM early stopping on the first validation metric, blind during the first `min_rounds`.
+
+    NDCG on a few hundred validation groups is noisy: plain early stopping
+    often keeps the first one or two trees because of a lucky start. The best
+    iteration is chosen among `min_rounds` and later.
+    """
+
+    order = 30  # after record_evaluation, like LightGBM's own early stopping
+
+    def __init__(self, *, min_rounds: int, patience: int) -> None:
+        self.min_rounds = min_rounds
+        self.patience = patience
+        self.best_iteration = -1
+        self.best_score = -np.inf
+        self.best_results: list[Any] = []
+
+    def __call__(self, env: Any) -> None:
+        if env.iteration + 1 < self.min_rounds or not env.evaluation_result_list:
+            return
+        _, _, score, higher_is_better = env.evaluation_result_list[0]
+        score = score if higher_is_better else -score
+        if score > self.best_score:
+            self.best_iteration, self.best_score, self.best_results = env.iteration, score, env.evaluation_result_list
+        elif env.iteration - self.best_iteration >= self.patience:
+            raise lgb.callback.EarlyStopException(self.best_iteration, self.best_results)
+
+
 def train_ranker(
     train: pd.DataFrame,
     valid: pd.DataFrame,
@@ -75,8 +106,9 @@ def train_ranker(
     features: list[str],
     categorical: list[str],
     params: Mapping[str, Any] | None = None,
-    num_boost_round: int = 400,
-    early_stopping_rounds: int = 40,
+    num_boost_round: int = 300,
+    min_rounds: int = 100,
+    early_stopping_rounds: int | None = 50,
     debias_position: bool = False,
 ) -> TrainedRanker:
     """Fit a LambdaRank booster with early stopping on the validation groups (NDCG@10).
@@ -108,14 +140,22 @@ def train_ranker(
     train_set = dataset(train_pos, None)
     valid_set = dataset(valid_pos, train_set)
     history: dict[str, Any] = {}
+    callbacks: list[Any] = [lgb.record_evaluation(history)]
+    stopper = None
+    if early_stopping_rounds:
+        stopper = _EarlyStopping(min_rounds=min(min_rounds, num_boost_round), patience=early_stopping_rounds)
+        callbacks.append(stopper)
     booster = lgb.train(
         merged,
         train_set,
         num_boost_round=num_boost_round,
         valid_sets=[valid_set],
         valid_names=["valid"],
-        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False), lgb.record_evaluation(history)],
+        callbacks=callbacks,
     )
+    if stopper is not None and stopper.best_iteration >= 0:
+        # Also when training ran to the end without stopping: predict and save with the best trees only.
+        booster.best_iteration = stopper.best_iteration + 1
     curve = list(history.get("valid", {}).get("ndcg@10", []))
     best = booster.best_iteration or booster.current_iteration()
     return TrainedRanker(

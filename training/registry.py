@@ -81,8 +81,8 @@ def _ndcg_figure(metrics: Mapping[str, float], importance: Mapping[str, float]) 
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    names = [n for n in ("model", "popularity", "random", "oracle") if f"ndcg_at_10_{n}" in metrics]
-    values = [metrics[f"ndcg_at_10_{n}"] for n in names]
+    names = [n for n in ("model", "popularity", "random", "oracle") if f"{n}_ndcg@10" in metrics]
+    values = [metrics[f"{n}_ndcg@10"] for n in names]
     left.bar(names, values, color=["#2a6f97", "#a9a9a9", "#d3d3d3", "#e09f3e"][: len(names)])
     left.set_ylabel("NDCG@10 (held-out window)")
     left.set_ylim(0, 1)
@@ -121,7 +121,7 @@ def log_ranker(
             tags["mlflow.source.git.commit"] = commit
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
             mlflow.log_params({k: _param(v) for k, v in params.items()})
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN is not loggable
+            mlflow.log_metrics(mlflow_metrics(metrics))
             mlflow.log_dict(dict(lineage), "lineage.json")
             mlflow.log_dict(
                 {"features": list(recommender.feature_names), "categorical": recommender.spec.categorical},
@@ -165,6 +165,15 @@ def _example(frame: pd.DataFrame | None, recommender: Recommender) -> pd.DataFra
     for name in spec.names:
         rows[name] = rows[name].astype(str) if name in spec.categorical else rows[name].astype("float64")
     return rows
+
+
+def mlflow_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Metric names as MLflow accepts them (`ndcg@10` -> `ndcg_at_10`); NaN and non-numbers left out."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, int | float) and value == value:
+            out[key.replace("@", "_at_")] = float(value)
+    return out
 
 
 def _param(value: Any) -> Any:

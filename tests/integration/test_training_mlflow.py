@@ -42,7 +42,7 @@ def test_log_register_alias_and_load_give_the_same_scores(tmp_path: Path, traine
     root = tmp_path / "mlartifacts"
     recommender = trained.recommender()
     rows = synthetic(20, seed=3)
-    metrics = {"ndcg_at_10_model": 0.8, "ndcg_at_10_popularity": 0.5, "ndcg_at_10_random": 0.4, "ndcg_at_10": 0.8}
+    metrics = {"model_ndcg@10": 0.8, "popularity_ndcg@10": 0.5, "random_ndcg@10": 0.4, "ndcg@10": 0.8}
 
     first = log_ranker(
         tracking_uri=uri,
@@ -70,7 +70,7 @@ def test_log_register_alias_and_load_give_the_same_scores(tmp_path: Path, traine
 
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(first.run_id)
-    assert run.data.metrics["ndcg_at_10_popularity"] == 0.5
+    assert run.data.metrics["popularity_ndcg_at_10"] == 0.5
     assert run.data.params["learning_rate"] == "0.05"
     assert run.data.tags.get("fitrec.model_name") == "ranker-test"
     artifacts = {a.path for a in client.list_artifacts(first.run_id)}

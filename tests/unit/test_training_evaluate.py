@@ -86,16 +86,16 @@ def test_compare_rankers_and_evaluate_with_baselines_and_oracle() -> None:
     metrics = evaluate_ranking(frame, model_scores=model, popularity_column="item_pop", oracle=oracle)
 
     assert sorted(calls) == [("u1", ["x", "y", "z"]), ("u2", ["x", "y", "z"])]
-    assert metrics["ndcg_at_10_oracle"] == pytest.approx(1.0)
-    assert metrics["ndcg_at_10"] == metrics["ndcg_at_10_model"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
+    assert metrics["oracle_ndcg@10"] == pytest.approx(1.0)
+    assert metrics["ndcg@10"] == metrics["model_ndcg@10"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
     # Popularity puts x first: wrong for r1 (positive y second), right for r2.
-    assert metrics["ndcg_at_10_popularity"] == pytest.approx((7 / math.log2(3) / 7 + 1.0) / 2)
-    assert metrics["model_vs_oracle"] == pytest.approx(metrics["ndcg_at_10"])
-    assert 0 < metrics["ndcg_at_10_random"] <= 1
+    assert metrics["popularity_ndcg@10"] == pytest.approx((7 / math.log2(3) / 7 + 1.0) / 2)
+    assert metrics["model_vs_oracle"] == pytest.approx(metrics["ndcg@10"])
+    assert 0 < metrics["random_ndcg@10"] <= 1
     assert metrics["eval_groups"] == 2 and metrics["eval_groups_with_positive"] == 2
 
     only = compare_rankers(frame, scores={"pop": popularity_scores(frame, column="item_pop")})
-    assert only["ndcg_at_10_pop"] == metrics["ndcg_at_10_popularity"] and "ndcg_at_10" not in only
+    assert only["pop_ndcg@10"] == metrics["popularity_ndcg@10"] and "ndcg@10" not in only
 
 
 def test_oracle_with_a_wrong_shape_is_refused() -> None:
