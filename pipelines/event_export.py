@@ -36,7 +36,7 @@ from platform_api.runtime import open_platform
 # Longer than any ingestion transaction stays open between stamping received_at and committing.
 DEFAULT_OVERLAP = timedelta(minutes=2)
 DEFAULT_CHUNK = 200_000
-LOG_SCHEMA = {
+LOG_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "event_id": pl.String,
     "event_type": pl.String,
     "user_id": pl.String,
@@ -153,7 +153,7 @@ def export_events(
                     target = users if column == "user_id" else items
                     target.update(outcome.by_type[event_type][column].drop_nulls().to_list())
             latest = frame["received_at"].max()
-            if latest is not None and (newest is None or latest > newest):
+            if isinstance(latest, datetime) and (newest is None or latest > newest):
                 newest = latest
             # Data docs for every suite of the first chunk and for every failing suite after it.
             for suite, result in outcome.results.items():

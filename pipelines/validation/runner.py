@@ -34,7 +34,7 @@ from pipelines.validation.suites import (
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
 
-QUARANTINE_SCHEMA = {
+QUARANTINE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "event_id": pl.String,
     "event_type": pl.String,
     "reasons": pl.List(pl.String),

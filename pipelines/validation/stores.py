@@ -12,6 +12,7 @@ Files are written under a temporary name and renamed, so a reader never sees hal
 
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -76,7 +77,7 @@ def read_quarantine(quarantine_dir: Path) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed") if files else pl.DataFrame()
 
 
-def handled_ids(offline_dir: Path, quarantine_dir: Path, *, received_since: object = None) -> set[str]:
+def handled_ids(offline_dir: Path, quarantine_dir: Path, *, received_since: datetime | None = None) -> set[str]:
     """Ids already exported or quarantined (received at or after `received_since`, if given)."""
     scans = [pl.scan_parquet(path / "**" / "*.parquet", hive_partitioning=False) for _, path in _type_dirs(offline_dir)]
     if any((quarantine_dir / EVENTS).glob("*.parquet")):
