@@ -31,17 +31,7 @@ from platform_api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, enc
 from platform_api.storage.base import ObjectNotFound
 
 router = APIRouter(prefix="/v1/content", tags=["content"])
-ERRORS = {
-    400: ERROR_SCHEMA,
-    401: ERROR_SCHEMA,
-    402: ERROR_SCHEMA,
-    403: ERROR_SCHEMA,
-    404: ERROR_SCHEMA,
-    409: ERROR_SCHEMA,
-    413: ERROR_SCHEMA,
-    415: ERROR_SCHEMA,
-    422: ERROR_SCHEMA,
-}
+ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 402, 403, 404, 409, 413, 415, 422)}
 # Room for the multipart envelope (boundaries, part headers) around the file itself.
 MULTIPART_SLACK = 64 * 1024
 

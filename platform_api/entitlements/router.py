@@ -1,6 +1,6 @@
 """Entitlements over HTTP: what the caller may open, the free trial, the credits ledger."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -20,15 +20,7 @@ from platform_api.errors import ERROR_SCHEMA, ApiError
 from platform_api.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["entitlements"])
-ERRORS = {
-    400: ERROR_SCHEMA,
-    401: ERROR_SCHEMA,
-    402: ERROR_SCHEMA,
-    403: ERROR_SCHEMA,
-    404: ERROR_SCHEMA,
-    409: ERROR_SCHEMA,
-    422: ERROR_SCHEMA,
-}
+ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 402, 403, 404, 409, 422)}
 
 
 def entry_public(entry: CreditEntry) -> CreditEntryPublic:

@@ -1,7 +1,7 @@
 """Health integrations and daily metrics over HTTP."""
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -22,7 +22,7 @@ from platform_api.health.schemas import (
 from platform_api.health.tables import HealthIntegration
 
 router = APIRouter(prefix="/v1/health", tags=["health"])
-ERRORS = {400: ERROR_SCHEMA, 401: ERROR_SCHEMA, 404: ERROR_SCHEMA, 422: ERROR_SCHEMA}
+ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 404, 422)}
 
 
 def integration_public(i: HealthIntegration) -> IntegrationPublic:

@@ -108,10 +108,12 @@ def store_days(session: Session, *, source: str, days: dict[DayKey, dict[str, An
     events: list[EventIn] = []
     changed = 0
     for (user_id, day), values in days.items():
-        row = existing.get((user_id, day))
-        if row is None:
+        found = existing.get((user_id, day))
+        if found is None:
             row = HealthMetricDay(user_id=user_id, day=day, source=source, updated_at=now)
             session.add(row)
+        else:
+            row = found
         before = {f: getattr(row, f) for f in FIELDS}
         merged = {f: values[f] if values.get(f) is not None else before[f] for f in FIELDS}
         if merged == before:

@@ -2,7 +2,7 @@
 
 import logging
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +31,7 @@ from platform_api.runtime import Platform
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
-ERRORS = {400: ERROR_SCHEMA, 401: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA, 422: ERROR_SCHEMA}
+ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 404, 409, 422)}
 
 
 def deliver_sandbox_confirmation(

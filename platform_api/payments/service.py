@@ -14,10 +14,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -99,15 +99,18 @@ def _claim(session: Session, *, user_id: str, key: str, digest: str, now: dateti
     if record.state == "done":
         return record
     if record.created_at < now - STALE_CLAIM:
-        taken = session.execute(
-            update(IdempotencyRecord)
-            .where(
-                IdempotencyRecord.user_id == user_id,
-                IdempotencyRecord.key == key,
-                IdempotencyRecord.state == "in_progress",
-                IdempotencyRecord.created_at == record.created_at,
-            )
-            .values(created_at=now)
+        taken = cast(
+            CursorResult[Any],
+            session.execute(
+                update(IdempotencyRecord)
+                .where(
+                    IdempotencyRecord.user_id == user_id,
+                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.state == "in_progress",
+                    IdempotencyRecord.created_at == record.created_at,
+                )
+                .values(created_at=now)
+            ),
         ).rowcount
         session.commit()
         if taken == 1:

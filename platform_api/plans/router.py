@@ -1,6 +1,6 @@
 """Trainers, plans and enrollments over HTTP."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response
 
@@ -26,14 +26,7 @@ from platform_api.plans.schemas import (
 from platform_api.plans.tables import PlanEnrollment
 
 router = APIRouter(prefix="/v1", tags=["plans"])
-ERRORS = {
-    400: ERROR_SCHEMA,
-    401: ERROR_SCHEMA,
-    403: ERROR_SCHEMA,
-    404: ERROR_SCHEMA,
-    409: ERROR_SCHEMA,
-    422: ERROR_SCHEMA,
-}
+ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 403, 404, 409, 422)}
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 

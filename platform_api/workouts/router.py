@@ -1,7 +1,7 @@
 """Workout execution over HTTP: start, log sets, complete; achievements and streaks."""
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -26,14 +26,7 @@ from platform_api.workouts.schemas import (
 from platform_api.workouts.tables import Achievement, WorkoutSession, WorkoutSet
 
 router = APIRouter(prefix="/v1", tags=["workouts"])
-ERRORS = {
-    400: ERROR_SCHEMA,
-    401: ERROR_SCHEMA,
-    403: ERROR_SCHEMA,
-    404: ERROR_SCHEMA,
-    409: ERROR_SCHEMA,
-    422: ERROR_SCHEMA,
-}
+ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 403, 404, 409, 422)}
 
 
 def workout_public(w: WorkoutSession) -> WorkoutPublic:
