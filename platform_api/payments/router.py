@@ -11,7 +11,7 @@ from platform_api.auth.ownership import get_owned
 from platform_api.background import relay_emails
 from platform_api.deps import CurrentUser, EmailDep, PlatformDep, SessionDep
 from platform_api.email.base import EmailSender
-from platform_api.errors import ERROR_SCHEMA
+from platform_api.errors import ERROR_SCHEMA, ApiError
 from platform_api.payments import service
 from platform_api.payments.deps import GatewaysDep
 from platform_api.payments.gateways.base import SignedWebhook
@@ -31,7 +31,9 @@ from platform_api.runtime import Platform
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
-ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 404, 409, 422)}
+# Gateway events are a few KB; anything far larger is not one.
+MAX_WEBHOOK_BYTES = 1024 * 1024
+ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 404, 409, 413, 422)}
 
 
 def deliver_sandbox_confirmation(
@@ -146,7 +148,12 @@ async def receive_webhook(
     background: BackgroundTasks,
 ) -> WebhookAck:
     """Receive a gateway's signed event (Stripe-Signature or Webhook-Signature); each event id acts once."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
+        raise ApiError(413, f"a webhook body is at most {MAX_WEBHOOK_BYTES} bytes")
     body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise ApiError(413, f"a webhook body is at most {MAX_WEBHOOK_BYTES} bytes")
     headers = dict(request.headers)
     gw = gateways.get(gateway)
 

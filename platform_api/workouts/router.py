@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from platform_api.auth.ownership import get_owned
 from platform_api.deps import CurrentUser, SessionDep
@@ -66,9 +66,12 @@ def achievement_public(a: Achievement) -> AchievementPublic:
 
 
 @router.post("/workouts", status_code=201, response_model=WorkoutPublic, responses=ERRORS)
-def start_workout(body: WorkoutCreate, user: CurrentUser, session: SessionDep) -> WorkoutPublic:
-    """Start a workout session, from a plan or free (workout.started)."""
-    return workout_public(service.start_workout(session, user_id=user.id, body=body))
+def start_workout(body: WorkoutCreate, user: CurrentUser, session: SessionDep, response: Response) -> WorkoutPublic:
+    """Start a workout session, from a plan or free (workout.started); 200 when its id was started before."""
+    workout, created = service.start_workout(session, user_id=user.id, body=body)
+    if not created:
+        response.status_code = 200
+    return workout_public(workout)
 
 
 @router.get("/workouts", response_model=WorkoutsPublic, responses=ERRORS)
@@ -97,7 +100,13 @@ def get_workout(workout_id: str, user: CurrentUser, session: SessionDep) -> Work
 def log_sets(workout_id: str, body: SetsCreate, user: CurrentUser, session: SessionDep) -> SetsPublic:
     """Log sets of one exercise in an active workout (exercise.logged)."""
     workout = get_owned(session, WorkoutSession, workout_id, user, what="workout")
-    rows = service.log_sets(session, workout=workout, exercise_id=body.exercise_id, sets=body.sets)
+    rows = service.log_sets(
+        session,
+        workout=workout,
+        exercise_id=body.exercise_id,
+        sets=body.sets,
+        log_id=str(body.log_id) if body.log_id else None,
+    )
     return SetsPublic(data=[set_public(s) for s in rows], count=len(rows))
 
 

@@ -1,6 +1,7 @@
 """Request and response bodies of workout execution."""
 
 from datetime import datetime
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -13,6 +14,7 @@ class WorkoutCreate(BaseModel):
         json_schema_extra={"examples": [{"plan_id": "plan-build-strength-beginner-bodyweight", "source": "plan"}]},
     )
 
+    id: UUID | None = Field(None, description="the app's own id for the session: a retried start returns it, no copy")
     plan_id: str | None = Field(None, max_length=128, description="the plan this session follows; null: free")
     source: Source | None = Field(None, description="defaults to 'plan' with a plan_id, else 'free'")
     request_id: str | None = Field(None, max_length=64)
@@ -42,6 +44,7 @@ class SetsCreate(BaseModel):
         },
     )
 
+    log_id: UUID | None = Field(None, description="the app's id for this log: a retried log returns it, no copy")
     exercise_id: str = Field(min_length=1, max_length=128, description="an exercise id of the catalogue")
     sets: list[SetIn] = Field(min_length=1, max_length=50)
 

@@ -13,6 +13,7 @@ from uuid import uuid4
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from platform_api.catalogue.tables import WorkoutPlan
@@ -50,8 +51,15 @@ def _device_time(value: datetime | None, now: datetime, what: str) -> datetime:
 
 def start_workout(
     session: Session, *, user_id: str, body: WorkoutCreate, now: datetime | None = None
-) -> WorkoutSession:
+) -> tuple[WorkoutSession, bool]:
+    """Start a session (`workout.started`); (session, False) when the app's id was started before."""
     now = now or datetime.now(UTC)
+    if body.id is not None:
+        existing = session.get(WorkoutSession, str(body.id))
+        if existing is not None:
+            if existing.user_id != user_id:  # another user's id: same answer as any id taken
+                raise ApiError(409, "this workout id is taken", code="id_taken")
+            return existing, False
     started_at = _device_time(body.started_at, now, "started_at")
     if body.plan_id is not None:
         plan = session.get(WorkoutPlan, body.plan_id)
@@ -61,7 +69,7 @@ def start_workout(
             require_premium(session, user_id=user_id, item_id=plan.id)
     source = body.source or ("plan" if body.plan_id else "free")
     workout = WorkoutSession(
-        id=str(uuid4()),
+        id=str(body.id or uuid4()),
         user_id=user_id,
         plan_id=body.plan_id,
         status="active",
@@ -74,15 +82,22 @@ def start_workout(
     session.add(workout)
     emit_event(
         session,
-        key=f"workout.started:{workout.id}",
+        key=f"workout.started:{workout.id}",  # from the row id: a retried start cannot emit twice
         event_type="workout.started",
         user_id=user_id,
         item_id=body.plan_id,
         occurred_at=started_at,
         properties={"session_id": workout.id, "source": source, "request_id": body.request_id},
     )
-    session.commit()
-    return workout
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raced = session.get(WorkoutSession, workout.id)
+        if raced is None or raced.user_id != user_id:
+            raise
+        return raced, False  # the same start retried concurrently: the first one stands
+    return workout, True
 
 
 def _lock(session: Session, workout_id: str) -> WorkoutSession:
@@ -93,9 +108,18 @@ def _lock(session: Session, workout_id: str) -> WorkoutSession:
 
 
 def log_sets(
-    session: Session, *, workout: WorkoutSession, exercise_id: str, sets: list[SetIn], now: datetime | None = None
+    session: Session,
+    *,
+    workout: WorkoutSession,
+    exercise_id: str,
+    sets: list[SetIn],
+    log_id: str | None = None,
+    now: datetime | None = None,
 ) -> list[WorkoutSet]:
-    """Record sets of one exercise (one `exercise.logged` event); 409 once the workout is completed."""
+    """Record sets of one exercise (one `exercise.logged` event); 409 once the workout is completed.
+
+    With the app's `log_id`, a retried log returns the sets stored the first time.
+    """
     exercise = exercises_by_id().get(exercise_id)
     if exercise is None:
         raise ApiError(422, f"unknown exercise id {exercise_id!r}", code="unknown_exercise")
@@ -103,17 +127,21 @@ def log_sets(
 
     def work() -> list[WorkoutSet]:
         locked = _lock(session, workout.id)
+        if log_id is not None:
+            logged = list_sets(session, workout_id=locked.id, log_id=log_id)
+            if logged:
+                return logged
         if locked.status != "active":
             raise ApiError(409, "this workout is completed; start a new one", code="workout_completed")
         position = (
             session.scalar(select(func.count()).select_from(WorkoutSet).where(WorkoutSet.session_id == locked.id)) or 0
         )
-        log_id = str(uuid4())
+        this_log = log_id or str(uuid4())
         rows = [
             WorkoutSet(
                 id=str(uuid4()),
                 session_id=locked.id,
-                log_id=log_id,
+                log_id=this_log,
                 exercise_id=exercise_id,
                 category=exercise.category,
                 position=position + i,
@@ -131,7 +159,7 @@ def log_sets(
         rpes = [s.rpe for s in sets if s.rpe is not None]
         emit_event(
             session,
-            key=f"exercise.logged:{log_id}",
+            key=f"exercise.logged:{locked.id}:{this_log}",
             event_type="exercise.logged",
             user_id=locked.user_id,
             item_id=locked.plan_id,
@@ -273,10 +301,11 @@ def _award(session: Session, *, user_id: str, codes: list[str], workout_id: str,
     return new
 
 
-def list_sets(session: Session, *, workout_id: str) -> list[WorkoutSet]:
-    return list(
-        session.scalars(select(WorkoutSet).where(WorkoutSet.session_id == workout_id).order_by(WorkoutSet.position))
-    )
+def list_sets(session: Session, *, workout_id: str, log_id: str | None = None) -> list[WorkoutSet]:
+    query = select(WorkoutSet).where(WorkoutSet.session_id == workout_id)
+    if log_id is not None:
+        query = query.where(WorkoutSet.log_id == log_id)
+    return list(session.scalars(query.order_by(WorkoutSet.position)))
 
 
 def list_workouts(

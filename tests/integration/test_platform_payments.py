@@ -149,6 +149,7 @@ def test_webhook_signature_replay_and_dedupe(platform: Platform, client: TestCli
     assert client.post(url, content=other_body, headers=other_headers).json()["outcome"] == "already succeeded"
     assert len(events_of(platform, "payment.completed", user_id=user.id)) == 1
     assert client.post("/v1/payments/webhooks/paypal", content=body, headers=headers).status_code == 404
+    assert client.post(url, content=b"x" * (1024 * 1024 + 1), headers=headers).status_code == 413
     ghost_body, ghost_headers = sandbox_webhook({"id": str(uuid4()), "client_secret": "sbx_x_secret"}, event_id="evt_g")
     assert error_code(client.post(url, content=ghost_body, headers=ghost_headers)) == "unknown_payment"
     with platform.sessions() as session:

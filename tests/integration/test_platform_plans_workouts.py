@@ -2,6 +2,7 @@
 start → log sets → complete (summary, events), streaks and achievements, ownership."""
 
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 import test_platform_support as support
@@ -193,7 +194,7 @@ def test_streaks_and_achievements(platform: Platform) -> None:
         for i in range(10):
             # Days 0-6 in a row, then a gap, then days 8, 9 and 10.
             at = day0 + timedelta(days=i if i < 7 else i + 1)
-            w = workouts.start_workout(session, user_id=user.id, body=WorkoutCreate(), now=at)
+            w, _ = workouts.start_workout(session, user_id=user.id, body=WorkoutCreate(), now=at)
             workouts.log_sets(session, workout=w, exercise_id="Pushups", sets=[SetIn(reps=10)], now=at)
             summaries.append(workouts.complete_workout(session, workout=w, now=at + timedelta(minutes=30)))
     new = [[a.code for a in s.new_achievements] for s in summaries]
@@ -234,3 +235,20 @@ def test_ownership_of_enrollments_and_workouts(platform: Platform, client: TestC
         assert session.get(WorkoutSession, workout["id"]).status == "active"  # type: ignore[union-attr]
     cancelled = client.delete(f"/v1/enrollments/{enrollment['id']}", headers=owner.headers)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+
+
+def test_retried_start_and_log_are_not_duplicated(platform: Platform, client: TestClient) -> None:
+    user, other = make_account(platform), make_account(platform)
+    workout_id, log_id = str(uuid4()), str(uuid4())
+    first = client.post("/v1/workouts", json={"id": workout_id}, headers=user.headers)
+    retry = client.post("/v1/workouts", json={"id": workout_id}, headers=user.headers)
+    assert (first.status_code, retry.status_code) == (201, 200) and retry.json()["id"] == workout_id
+    assert error_code(client.post("/v1/workouts", json={"id": workout_id}, headers=other.headers)) == "id_taken"
+    body = {"log_id": log_id, "exercise_id": "Pushups", "sets": [{"reps": 10}, {"reps": 8}]}
+    logged = client.post(f"/v1/workouts/{workout_id}/sets", json=body, headers=user.headers).json()
+    again = client.post(f"/v1/workouts/{workout_id}/sets", json=body, headers=user.headers).json()
+    assert again == logged and logged["count"] == 2
+    assert len(events_of(platform, "workout.started", user_id=user.id)) == 1
+    assert len(events_of(platform, "exercise.logged", user_id=user.id)) == 1
+    summary = client.post(f"/v1/workouts/{workout_id}/complete", headers=user.headers).json()
+    assert summary["workout"]["total_sets"] == 2 and summary["workout"]["total_reps"] == 18
