@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from feast import FileSource
 
 from features.schema import FEATURE_EPOCH, TIMESTAMP
 
@@ -31,7 +32,8 @@ def feature_freshness(store: "FeatureStore", *, now: datetime | None = None) -> 
             ages[view.name] = math.inf
             continue
         until = until if until.tzinfo else until.replace(tzinfo=UTC)
-        newest = _newest_stamp(repo / view.batch_source.path, until)
+        source = view.batch_source
+        newest = _newest_stamp(repo / source.path, until) if isinstance(source, FileSource) else None
         if newest is None or newest <= FEATURE_EPOCH:
             newest = until
         ages[view.name] = max(0.0, (now - newest).total_seconds())

@@ -5,6 +5,9 @@ training sets, and serving calls it directly on its candidate frame, so both
 compute the same numbers.
 """
 
+from collections.abc import Mapping
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 from feast import Field
@@ -38,23 +41,33 @@ ITEM_INPUTS = ("item_category", "item_level", "item_equipment", "item_goal", "it
 FIT_INPUTS = USER_INPUTS + ITEM_INPUTS
 NEUTRAL = 0.5
 # Item level minus user level → fit; too hard hurts more than too easy.
-_LEVEL_FIT = {-2: 0.4, -1: 0.7, 0: 1.0, 1: 0.5, 2: 0.1}
+_LEVEL_FIT = np.array([0.4, 0.7, 1.0, 0.5, 0.1])  # indexed by difference + 2
 _LEVEL_ORD = {lv: i for i, lv in enumerate(LEVELS)}
 _CATEGORY_ORD = {c: i for i, c in enumerate(CATEGORIES)}
 
 
-def fill_inputs(df: pd.DataFrame) -> pd.DataFrame:
-    """The fit inputs with FILLS applied to missing values (absent columns count as missing)."""
-    out = pd.DataFrame(index=df.index)
-    for col in FIT_INPUTS:
-        fill = FILLS[col]
-        series = df[col] if col in df.columns else pd.Series(fill, index=df.index)
-        out[col] = series.astype(object).where(series.notna(), fill)
-    return out
+def filled(col: str, values: pd.Series | np.ndarray | None, n: int) -> np.ndarray:
+    """One column as an array with its FILLS value where missing (None: the whole column is missing)."""
+    fill = FILLS[col]
+    if isinstance(fill, str):
+        if values is None:
+            return np.full(n, fill, dtype=object)
+        arr = np.asarray(values, dtype=object).copy()
+        arr[pd.isna(arr)] = fill
+        return arr
+    if values is None:
+        return np.full(n, float(fill))
+    arr = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(np.isnan(arr), float(fill), arr)
 
 
-def _codes(values: pd.Series, mapping: dict[str, int]) -> np.ndarray:
-    return values.map(mapping).fillna(-1).to_numpy(dtype=np.int64)
+def fill_inputs(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each fit input as an array with FILLS applied to missing values (absent columns count as missing)."""
+    return {col: filled(col, df[col] if col in df.columns else None, len(df)) for col in FIT_INPUTS}
+
+
+def _codes(values: np.ndarray, mapping: dict[str, int]) -> np.ndarray:
+    return np.fromiter((mapping.get(v, -1) for v in values), dtype=np.int64, count=len(values))
 
 
 def _pick(matrix: np.ndarray, codes: np.ndarray, default: float) -> np.ndarray:
@@ -64,6 +77,8 @@ def _pick(matrix: np.ndarray, codes: np.ndarray, default: float) -> np.ndarray:
     return np.where(codes >= 0, picked, default)
 
 
+# Rows repeat the same few (user, item) attribute pairs: each pair is computed once per process.
+@lru_cache(maxsize=1 << 16)
 def _equipment_fit(have: str, need: str) -> float:
     needed = {e for e in need.split(",") if e} - NO_EQUIPMENT
     if not needed:
@@ -71,67 +86,61 @@ def _equipment_fit(have: str, need: str) -> float:
     return len(needed & set(have.split(","))) / len(needed)
 
 
+@lru_cache(maxsize=1 << 16)
 def _goal_fit(goal: str, item_goal: str, category: str) -> float:
     if item_goal:
         return 1.0 if item_goal == goal else 0.0
     return 1.0 if category in GOAL_CATEGORIES.get(goal, ()) else 0.0
 
 
-def _pairwise(a: pd.Series, b: pd.Series, c: pd.Series | None, fn) -> np.ndarray:  # type: ignore[no-untyped-def]
-    # Many rows share the same (user, item) attribute pair: compute each pair once.
-    cols = [a.astype(str), b.astype(str)] + ([c.astype(str)] if c is not None else [])
-    keys = pd.MultiIndex.from_arrays(cols)
-    codes, uniques = pd.factorize(keys)
-    values = np.fromiter((fn(*u) for u in uniques), dtype=np.float64, count=len(uniques))
-    return values[codes] if len(codes) else np.empty(0)
-
-
 def ranking_fit(df: pd.DataFrame) -> pd.DataFrame:
     """User × item fits from FIT_INPUTS columns → the FIT_FEATURES columns, same index."""
-    x = fill_inputs(df)
-    known_user = (x["fitness_level"] != "").to_numpy()
+    fits = fit_arrays(fill_inputs(df), len(df))
+    return pd.DataFrame(fits, index=df.index, columns=list(FIT_FEATURES), dtype=np.float64)
+
+
+def fit_arrays(x: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """The fits from already filled FIT_INPUTS arrays of length n (see `fill_inputs`)."""
+    known_user = x["fitness_level"] != ""
 
     user_lvl = _codes(x["fitness_level"], _LEVEL_ORD)
     item_lvl = _codes(x["item_level"], _LEVEL_ORD)
     both = (user_lvl >= 0) & (item_lvl >= 0)
-    level_fit = np.where(both, pd.Series(item_lvl - user_lvl).map(_LEVEL_FIT).to_numpy(dtype=np.float64), NEUTRAL)
+    level_fit = np.where(both, _LEVEL_FIT[np.clip(item_lvl - user_lvl + 2, 0, 4)], NEUTRAL)
 
-    equipment_fit = _pairwise(x["equipment"], x["item_equipment"], None, _equipment_fit)
+    equipment_fit = np.fromiter(map(_equipment_fit, x["equipment"], x["item_equipment"]), np.float64, count=n)
     equipment_fit = np.where(known_user, equipment_fit, NEUTRAL)
 
     # Well recovered users are served harder sessions; poorly recovered ones lighter.
-    recovery = x["recovery_score"].to_numpy(dtype=np.float64)
-    target = 0.2 + 0.7 * recovery
-    intensity_fit = 1.0 - np.abs(x["item_intensity"].to_numpy(dtype=np.float64) - target)
+    target = 0.2 + 0.7 * x["recovery_score"]
+    intensity_fit = 1.0 - np.abs(x["item_intensity"] - target)
 
     cat = _codes(x["item_category"], _CATEGORY_ORD)
-    category_affinity = _pick(x[list(CATEGORY_AFFINITY_COLUMNS)].to_numpy(dtype=np.float64), cat, 1.0 / len(CATEGORIES))
-    category_mix = _pick(x[list(MIX_COLUMNS)].to_numpy(dtype=np.float64), cat, 0.0)
-    level_affinity = _pick(x[list(LEVEL_AFFINITY_COLUMNS)].to_numpy(dtype=np.float64), item_lvl, 1.0 / len(LEVELS))
+    affinities = np.column_stack([x[c] for c in CATEGORY_AFFINITY_COLUMNS]) if n else np.empty((0, len(CATEGORIES)))
+    mixes = np.column_stack([x[c] for c in MIX_COLUMNS]) if n else np.empty((0, len(CATEGORIES)))
+    level_affinities = np.column_stack([x[c] for c in LEVEL_AFFINITY_COLUMNS]) if n else np.empty((0, len(LEVELS)))
+    category_affinity = _pick(affinities, cat, 1.0 / len(CATEGORIES))
+    category_mix = _pick(mixes, cat, 0.0)
+    level_affinity = _pick(level_affinities, item_lvl, 1.0 / len(LEVELS))
 
-    goal_fit = _pairwise(x["goal"], x["item_goal"], x["item_category"], _goal_fit)
-    goal_fit = np.where((x["goal"] != "").to_numpy(), goal_fit, NEUTRAL)
+    goal_fit = np.fromiter(map(_goal_fit, x["goal"], x["item_goal"], x["item_category"]), np.float64, count=n)
+    goal_fit = np.where(x["goal"] != "", goal_fit, NEUTRAL)
 
-    session = x["session_minutes"].to_numpy(dtype=np.float64)
-    duration = x["item_duration_min"].to_numpy(dtype=np.float64)
+    session, duration = x["session_minutes"], x["item_duration_min"]
     with np.errstate(divide="ignore", invalid="ignore"):
         duration_fit = 1.0 - np.minimum(np.abs(duration - session) / session, 1.0)
     duration_fit = np.where(known_user & (session > 0), duration_fit, NEUTRAL)
 
-    out = pd.DataFrame(
-        {
-            "level_fit": level_fit,
-            "equipment_fit": equipment_fit,
-            "intensity_fit": intensity_fit,
-            "category_affinity": category_affinity,
-            "level_affinity": level_affinity,
-            "category_mix": category_mix,
-            "goal_fit": goal_fit,
-            "duration_fit": duration_fit,
-        },
-        index=df.index,
-    )
-    return out[list(FIT_FEATURES)].astype(np.float64)
+    return {
+        "level_fit": level_fit,
+        "equipment_fit": equipment_fit,
+        "intensity_fit": intensity_fit,
+        "category_affinity": category_affinity,
+        "level_affinity": level_affinity,
+        "category_mix": category_mix,
+        "goal_fit": goal_fit,
+        "duration_fit": duration_fit,
+    }
 
 
 @on_demand_feature_view(

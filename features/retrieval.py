@@ -1,14 +1,17 @@
 """Reading ranking features: point-in-time training sets and online rows, with the same columns and fills."""
 
+import math
+import threading
+import time
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from features.on_demand import ITEM_INPUTS, USER_INPUTS, ranking_fit
-from features.schema import FILLS, FIT_FEATURES, TABLES, TIMESTAMP
+from features.on_demand import ITEM_INPUTS, USER_INPUTS, filled, fit_arrays
+from features.schema import FILLS, TABLES, TIMESTAMP
 from features.services import RANKING_FEATURES, RANKING_SERVICE, RANKING_VIEW_FEATURES
 
 if TYPE_CHECKING:
@@ -67,28 +70,134 @@ def _online_refs() -> tuple[list[str], list[str]]:
     return [f"{owner[c]}:{c}" for c in user_cols], [f"{owner[c]}:{c}" for c in item_cols]
 
 
+def _read_user(store: "FeatureStore", user_id: str) -> dict[str, Any]:
+    user_refs, _ = _online_refs()
+    found = store.get_online_features(features=user_refs, entity_rows={"user_id": [user_id]}).to_dict()
+    return {ref.split(":", 1)[1]: found[ref.split(":", 1)[1]][0] for ref in user_refs}
+
+
+def _read_items(store: "FeatureStore", item_ids: Sequence[str]) -> pd.DataFrame:
+    _, item_refs = _online_refs()
+    found = store.get_online_features(features=item_refs, entity_rows={"item_id": list(item_ids)}).to_dict()
+    found.pop("item_id", None)
+    return pd.DataFrame(found, index=pd.Index(list(item_ids), name="item_id"))
+
+
+class _ItemTable:
+    """Item rows as filled column arrays, addressable by item_id."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.index = frame.index
+        self.arrays = {c: filled(c, frame[c] if c in frame.columns else None, len(frame)) for c in _item_columns()}
+
+    def take(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        pos = self.index.get_indexer(list(item_ids))
+        if (pos < 0).any():
+            raise KeyError("items missing from the table")
+        return {c: a[pos] for c, a in self.arrays.items()}
+
+
+def _item_columns() -> tuple[str, ...]:
+    return tuple(ref.split(":", 1)[1] for ref in _online_refs()[1])
+
+
+def _assemble(user: dict[str, Any], items: dict[str, np.ndarray], item_ids: Sequence[str]) -> pd.DataFrame:
+    """One user's raw values broadcast over filled item arrays → RANKING_FEATURES as one float block."""
+    n = len(item_ids)
+    x = dict(items)
+    for col, value in user.items():
+        fill = FILLS[col]
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        if isinstance(fill, str):
+            x[col] = np.full(n, fill if missing else value, dtype=object)
+        else:
+            x[col] = np.full(n, float(fill) if missing else float(value))
+    x.update(fit_arrays(x, n))
+    block = np.column_stack([np.asarray(x[c], dtype=np.float64) for c in RANKING_FEATURES])
+    return pd.DataFrame(block, index=pd.Index(list(item_ids), name="item_id"), columns=list(RANKING_FEATURES))
+
+
 def online_rows(store: "FeatureStore", user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
     """Raw (unfilled) online values of every column the ranking features need, one row per item."""
-    user_refs, item_refs = _online_refs()
-    user = store.get_online_features(features=user_refs, entity_rows={"user_id": [user_id]}).to_dict()
-    items = store.get_online_features(features=item_refs, entity_rows={"item_id": list(item_ids)}).to_dict()
-    frame = pd.DataFrame(items, index=pd.Index(list(item_ids), name="item_id"))
-    for ref in user_refs:
-        col = ref.split(":", 1)[1]
-        frame[col] = user[col][0]
-    return frame
+    return _read_items(store, item_ids).assign(**_read_user(store, user_id))
 
 
 def online_features(store: "FeatureStore", user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
     """RANKING_FEATURES for one user and candidate items from the online store, indexed by item_id.
 
-    The on-demand fits are computed here with `ranking_fit` (no Feast on-demand
-    overhead); missing values get the same fills as `historical_features`.
+    The on-demand fits are computed here with the same function the Feast
+    on-demand view calls (no Feast on-demand overhead); missing values get the
+    same fills as `historical_features`. Serving should use
+    OnlineFeatureReader, which caches the item side.
     """
     if not item_ids:
-        return pd.DataFrame(columns=list(RANKING_FEATURES), dtype=np.float64, index=pd.Index([], name="item_id"))
-    rows = online_rows(store, user_id, item_ids)
-    fits = ranking_fit(rows)
-    for col in FIT_FEATURES:
-        rows[col] = fits[col]
-    return fill_features(rows)
+        return _empty()
+    table = _ItemTable(_read_items(store, list(dict.fromkeys(item_ids))))
+    return _assemble(_read_user(store, user_id), table.take(item_ids), item_ids)
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(RANKING_FEATURES), dtype=np.float64, index=pd.Index([], name="item_id"))
+
+
+class OnlineFeatureReader:
+    """Serving's reader: the user's rows from the online store on every call, item rows cached in process.
+
+    Item rows only change when a batch build materializes (pushes are per user),
+    so they are re-read in the background every `item_ttl_s` while the old
+    rows keep serving; an item not seen before is read on first use. The
+    result equals `online_features` for the same store state.
+    """
+
+    def __init__(self, store: "FeatureStore", *, item_ttl_s: float = 60.0) -> None:
+        self._store = store
+        self._ttl = item_ttl_s
+        self._items = _ItemTable(pd.DataFrame(index=pd.Index([], name="item_id")))
+        self._loaded_at = time.monotonic()
+        self._lock = threading.Lock()
+        self._refreshing = False
+
+    def features(self, user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
+        if not item_ids:
+            return _empty()
+        return _assemble(_read_user(self._store, user_id), self.item_rows(item_ids), item_ids)
+
+    __call__ = features  # a FeatureFetcher: (user_id, item_ids) -> frame
+
+    def item_rows(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Filled item-side arrays for these items, in order."""
+        cached = self._items
+        if (cached.index.get_indexer(list(item_ids)) < 0).any():
+            with self._lock:
+                known = set(self._items.index)
+                missing = [i for i in dict.fromkeys(item_ids) if i not in known]
+                if missing:
+                    both = [*self._items.index, *missing]
+                    self._items = _ItemTable(_read_items(self._store, both))
+                cached = self._items
+        if time.monotonic() - self._loaded_at > self._ttl:
+            self._refresh_in_background()
+        return cached.take(item_ids)
+
+    def refresh_items(self) -> None:
+        """Re-read every cached item now (e.g. right after a materialization)."""
+        ids = list(self._items.index)
+        fresh = _ItemTable(_read_items(self._store, ids)) if ids else self._items
+        with self._lock:
+            self._items = fresh
+            self._loaded_at = time.monotonic()
+
+    def _refresh_in_background(self) -> None:
+        with self._lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+            self._loaded_at = time.monotonic()
+
+        def run() -> None:
+            try:
+                self.refresh_items()
+            finally:
+                self._refreshing = False
+
+        threading.Thread(target=run, name="fitrec-item-features", daemon=True).start()

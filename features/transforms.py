@@ -69,25 +69,33 @@ _PROFILE_PROPS = pl.Struct(
 
 
 def events_frame(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
-    """Events as dicts (event log rows; `properties` a dict or a JSON string) → the events frame."""
+    """Events as dicts → the events frame.
+
+    Accepts event log rows and API envelopes alike: `event_id` a UUID or a
+    string, `occurred_at` an aware datetime or an ISO 8601 string, `properties`
+    a dict or a JSON string.
+    """
+    import json
+
     records = [
         {
             "event_id": str(r["event_id"]),
             "event_type": r["event_type"],
             "user_id": r.get("user_id"),
             "item_id": r.get("item_id"),
-            "occurred_at": r["occurred_at"],
-            "properties": _json_text(r.get("properties")),
+            "occurred_at": _timestamp(r["occurred_at"]),
+            "properties": p if isinstance(p := r.get("properties"), str) else json.dumps(p or {}),
         }
         for r in rows
     ]
     return pl.DataFrame(records, schema=EVENT_SCHEMA, orient="row") if records else pl.DataFrame(schema=EVENT_SCHEMA)
 
 
-def _json_text(value: Any) -> str:
-    import json
-
-    return value if isinstance(value, str) else json.dumps(value or {})
+def _timestamp(value: datetime | str) -> datetime:
+    stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if stamp.tzinfo is None:
+        raise ValueError(f"occurred_at without a timezone: {value!r}")
+    return stamp
 
 
 def items_frame(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:

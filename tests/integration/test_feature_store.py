@@ -11,7 +11,7 @@ import pytest
 
 from features.freshness import feature_freshness
 from features.push import push_events
-from features.retrieval import historical_features, online_features
+from features.retrieval import OnlineFeatureReader, historical_features, online_features
 from features.schema import CATEGORIES, FILLS, GOAL_CATEGORIES, HISTORY_DAYS, NO_EQUIPMENT
 from features.services import RANKING_FEATURES, RANKING_SERVICE
 from features.store import apply_definitions, open_store
@@ -214,6 +214,19 @@ def test_unknown_user_and_item_get_the_fills(built: Built) -> None:
     assert row["workouts_28d"] == 0 and row["recovery_score"] == FILLS["recovery_score"]
     assert row["level_fit"] == 0.5 and row["category_affinity"] == pytest.approx(1 / len(CATEGORIES))
     assert not row.isna().any()
+
+
+def test_the_caching_reader_equals_the_direct_read(built: Built) -> None:
+    store = _store(built)
+    reader = OnlineFeatureReader(store, item_ttl_s=3600)
+    items = [built.guide.item_id, "no-such-item", built.plan.item_id, built.guide.item_id]
+    for user in ("u1", "u2", "nobody"):
+        pd.testing.assert_frame_equal(reader.features(user, items), online_features(store, user, items))
+    # Served from the cache: the same rows come back without reading the items again.
+    reader._store = None  # type: ignore[assignment]
+    with pytest.raises(AttributeError):
+        reader.features("u1", items)  # the user side is always read
+    assert reader.item_rows(items)["item_is_plan"].tolist() == [0.0, 0.0, 1.0, 0.0]
 
 
 def test_online_equals_historical_at_the_same_time(built: Built) -> None:
