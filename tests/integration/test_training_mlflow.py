@@ -97,3 +97,54 @@ def test_log_register_alias_and_load_give_the_same_scores(tmp_path: Path, traine
     assert load_champion(uri, "ranker-test")[1] == "1"
     set_alias(tracking_uri=uri, name="ranker-test", version=second.model_version)
     assert client.get_model_version_by_alias("ranker-test", CHAMPION).version == 2
+
+
+def test_run_training_beats_popularity_on_a_simulated_population(tmp_path: Path) -> None:
+    """The whole training step on the embedded default: 150 simulated users over 40 days."""
+    from datetime import UTC, datetime
+
+    from features.services import RANKING_FEATURES
+    from pipelines.build_features import build_features
+    from pipelines.config import PipelineSettings
+    from pipelines.train import run_training
+    from platform_api.catalogue.service import list_items, seed_catalogue
+    from platform_api.events.ingest import ingest
+    from platform_api.runtime import open_platform
+    from training.simulator import simulate
+
+    settings = PipelineSettings(FITREC_DATA_DIR=tmp_path, DATABASE_URL=None, REDIS_URL=None, MLFLOW_TRACKING_URI=None)
+    platform = open_platform(settings.platform())
+    with platform.sessions() as session:
+        seed_catalogue(session)
+        items = list_items(session)
+    sim = simulate(items, users=150, days=40, seed=3, end=datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+    for batch in sim.iter_batches(5000):
+        with platform.sessions() as session:
+            assert not ingest(session, raw=batch).rejected
+            session.commit()
+    platform.close()
+    build_features(settings)
+    steps: list[str] = []
+
+    report = run_training(settings, oracle=sim.utility, progress=lambda step, done, total: steps.append(step))
+
+    m = report.metrics
+    assert m["ndcg@10"] > m["popularity_ndcg@10"] + 0.05, m
+    assert m["ndcg@10"] > m["random_ndcg@10"] + 0.1, m
+    assert m["ndcg@10"] > 0.8 * m["oracle_ndcg@10"], m
+    assert m["eval_groups"] >= 100 and m["eval_groups"] == m["eval_groups_with_positive"]
+    assert steps[0] == "read events" and steps[-1] == "done"
+    # Lineage: what the run read and how it split it.
+    assert report.lineage["event_log_events"] == len(sim) + report.lineage["event_log_counts"]["content.ready"]
+    assert report.lineage["feature_service"] == "ranking_v1"
+    assert report.lineage["split"]["cutoff"] < report.lineage["split"]["window_end"]
+
+    # Registered under the settings' name with the champion alias, stored under the data folder.
+    model, version = load_champion(settings.tracking_uri, settings.model_name)
+    assert version == report.model_version
+    run = MlflowClient(tracking_uri=settings.tracking_uri).get_run(report.run_id)
+    assert run.data.metrics["ndcg_at_10"] == pytest.approx(m["ndcg@10"])
+    assert run.data.params["feature_service"] == "ranking_v1"
+    assert list(tmp_path.joinpath("mlartifacts").rglob("booster.txt"))
+    recommender = model.unwrap_python_model()
+    assert recommender.feature_names == tuple(RANKING_FEATURES)
