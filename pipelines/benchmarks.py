@@ -20,7 +20,9 @@ from platform_api.config import PlatformSettings
 from platform_api.runtime import open_platform
 
 
-def bench_ingestion(*, users: int, days: int, database_url: str | None = None, batch_size: int = 5000) -> dict[str, float]:
+def bench_ingestion(
+    *, users: int, days: int, database_url: str | None = None, batch_size: int = 5000
+) -> dict[str, float]:
     """Simulated events through validation and committed inserts, in a scratch database folder."""
     with tempfile.TemporaryDirectory() as scratch:
         platform = open_platform(PlatformSettings(FITREC_DATA_DIR=Path(scratch), DATABASE_URL=database_url))
@@ -29,8 +31,9 @@ def bench_ingestion(*, users: int, days: int, database_url: str | None = None, b
                 seed_catalogue(session)
                 items = list_items(session)
             end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-            report = simulate_into_platform(platform.sessions, items=items, users=users, days=days, seed=1, end=end,
-                                            batch_size=batch_size)
+            report = simulate_into_platform(
+                platform.sessions, items=items, users=users, days=days, seed=1, end=end, batch_size=batch_size
+            )
         finally:
             platform.close()
     return {"events": report.events, "seconds": report.seconds, "events_per_s": report.events / report.seconds}
@@ -43,8 +46,9 @@ def _free_port() -> int:
 
 
 def _wrk(url: str, *, seconds: int, connections: int) -> float:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url], capture_output=True, text=True, check=True
+    ).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not match:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
@@ -59,8 +63,22 @@ def bench_serving(settings: PipelineSettings, *, seconds: int = 10, connections:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory", "--host",
-                             "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "serving.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -90,8 +108,14 @@ def bench_uncached(settings: PipelineSettings, *, requests: int = 300) -> dict[s
     from serving.config import ServingSettings
     from serving.state import start_serving
 
-    state = start_serving(ServingSettings(FITREC_DATA_DIR=settings.data_dir, DATABASE_URL=settings.database_url,
-                                          REDIS_URL=settings.redis_url, FITREC_SERVING_MODEL_REFRESH_S=0))
+    state = start_serving(
+        ServingSettings(
+            FITREC_DATA_DIR=settings.data_dir,
+            DATABASE_URL=settings.database_url,
+            REDIS_URL=settings.redis_url,
+            FITREC_SERVING_MODEL_REFRESH_S=0,
+        )
+    )
     try:
         model = state.models.current
         if model is None:
@@ -106,5 +130,9 @@ def bench_uncached(settings: PipelineSettings, *, requests: int = 300) -> dict[s
     finally:
         state.close()
     ms = np.asarray(timings)
-    return {"requests": len(ms), "candidates": state.settings.candidates, "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99))}
+    return {
+        "requests": len(ms),
+        "candidates": state.settings.candidates,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }

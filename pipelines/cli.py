@@ -27,8 +27,9 @@ PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port to serve the 
 
 @contextmanager
 def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
 
@@ -62,11 +63,14 @@ def simulate(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7) -> No
         raise typer.BadParameter("the catalogue is empty: run `fitrec seed` first")
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     with progress_bar("simulating and ingesting events", None) as advance:
-        report = simulate_into_platform(platform.sessions, items=items, users=users, days=days, seed=seed, end=end,
-                                        progress=advance)
+        report = simulate_into_platform(
+            platform.sessions, items=items, users=users, days=days, seed=seed, end=end, progress=advance
+        )
     platform.close()
-    console.print(f"events: {report.events} simulated, {report.stored} stored, {report.duplicates} duplicates "
-                  f"in {report.seconds:.1f}s")
+    console.print(
+        f"events: {report.events} simulated, {report.stored} stored, {report.duplicates} duplicates "
+        f"in {report.seconds:.1f}s"
+    )
 
 
 @features_app.command("build")
@@ -111,8 +115,9 @@ def _print_where(settings: PipelineSettings, host: str, port: int, user_id: str 
 
 
 @app.command()
-def demo(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7, host: HostOpt = "127.0.0.1",
-         port: PortOpt = 8000) -> None:
+def demo(
+    users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7, host: HostOpt = "127.0.0.1", port: PortOpt = 8000
+) -> None:
     """Run the whole main job: seed, simulate, build features, train, serve."""
     seed_catalogue_cmd()
     simulate(users=users, days=days, seed=seed)
@@ -122,27 +127,35 @@ def demo(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7, host: Hos
 
 
 @bench_app.command("ingest")
-def bench_ingest_cmd(users: UsersOpt = 2000, days: DaysOpt = 60,
-                     database_url: Annotated[str | None, typer.Option(help="Database to measure (default: SQLite)")] = None
-                     ) -> None:
+def bench_ingest_cmd(
+    users: UsersOpt = 2000,
+    days: DaysOpt = 60,
+    database_url: Annotated[str | None, typer.Option(help="Database to measure (default: SQLite)")] = None,
+) -> None:
     """Events/s through validation and committed inserts (scratch database)."""
     from pipelines.benchmarks import bench_ingestion
 
     with console.status("ingesting simulated events"):
         figures = bench_ingestion(users=users, days=days, database_url=database_url)
-    console.print(f"ingestion: {figures['events']:,} events in {figures['seconds']:.1f}s = "
-                  f"{figures['events_per_s']:,.0f} events/s (target ≥ 5,000)")
+    console.print(
+        f"ingestion: {figures['events']:,} events in {figures['seconds']:.1f}s = "
+        f"{figures['events_per_s']:,.0f} events/s (target ≥ 5,000)"
+    )
 
 
 @bench_app.command("serve")
-def bench_serve_cmd(seconds: Annotated[int, typer.Option(min=1, help="Seconds per wrk run.")] = 10,
-                    connections: Annotated[int, typer.Option(min=1, help="wrk connections.")] = 32) -> None:
+def bench_serve_cmd(
+    seconds: Annotated[int, typer.Option(min=1, help="Seconds per wrk run.")] = 10,
+    connections: Annotated[int, typer.Option(min=1, help="wrk connections.")] = 32,
+) -> None:
     """Cached top-10 requests/s against a trivial endpoint of the same app (needs wrk and a trained model)."""
     from pipelines.benchmarks import bench_serving
 
     figures = bench_serving(PipelineSettings(), seconds=seconds, connections=connections)
-    console.print(f"trivial endpoint: {figures['trivial_rps']:,.0f} req/s; cached top-10: "
-                  f"{figures['cached_top10_rps']:,.0f} req/s; ratio {figures['ratio']:.2f} (target ≥ 0.7)")
+    console.print(
+        f"trivial endpoint: {figures['trivial_rps']:,.0f} req/s; cached top-10: "
+        f"{figures['cached_top10_rps']:,.0f} req/s; ratio {figures['ratio']:.2f} (target ≥ 0.7)"
+    )
 
 
 @bench_app.command("uncached")
@@ -151,8 +164,10 @@ def bench_uncached_cmd(requests: Annotated[int, typer.Option(min=10, help="Users
     from pipelines.benchmarks import bench_uncached
 
     figures = bench_uncached(PipelineSettings(), requests=requests)
-    console.print(f"uncached top-10 from {figures['candidates']} candidates over {figures['requests']} users: "
-                  f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms (target p99 ≤ 20 ms)")
+    console.print(
+        f"uncached top-10 from {figures['candidates']} candidates over {figures['requests']} users: "
+        f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms (target p99 ≤ 20 ms)"
+    )
 
 
 def main() -> None:

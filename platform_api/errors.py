@@ -26,15 +26,20 @@ STATUS_CODES = {
 class ApiError(Exception):
     """Raise from services and routes; rendered in the one error shape."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, details: Any = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or STATUS_CODES.get(status, "error")
         self.details = details
         self.headers = headers
-
 
 
 def error_body(status: int, message: str, code: str | None = None, details: Any = None) -> dict[str, Any]:
@@ -48,9 +53,7 @@ def error_body(status: int, message: str, code: str | None = None, details: Any 
 ERROR_SCHEMA = {
     "description": "Error",
     "content": {
-        "application/json": {
-            "example": {"error": {"code": "not_found", "message": "user not found", "status": 404}}
-        }
+        "application/json": {"example": {"error": {"code": "not_found", "message": "user not found", "status": 404}}}
     },
 }
 

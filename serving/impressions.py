@@ -30,8 +30,16 @@ class ImpressionLog:
     def start(self) -> None:
         self._thread.start()
 
-    def record(self, *, request_id: str, user_id: str, item_ids: list[str], scores: list[float],
-               model_version: str, surface: str) -> None:
+    def record(
+        self,
+        *,
+        request_id: str,
+        user_id: str,
+        item_ids: list[str],
+        scores: list[float],
+        model_version: str,
+        surface: str,
+    ) -> None:
         now = datetime.now(UTC)
         for position, (item_id, score) in enumerate(zip(item_ids, scores, strict=True)):
             self._queue.append(
@@ -42,8 +50,14 @@ class ImpressionLog:
                     user_id=user_id,
                     item_id=item_id,
                     occurred_at=now,
-                    properties={"request_id": request_id, "position": position, "model_version": model_version,
-                                "arm": "champion", "surface": surface, "score": score},
+                    properties={
+                        "request_id": request_id,
+                        "position": position,
+                        "model_version": model_version,
+                        "arm": "champion",
+                        "surface": surface,
+                        "score": score,
+                    },
                 )
             )
 

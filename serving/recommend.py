@@ -3,7 +3,6 @@
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -45,9 +44,18 @@ def feasible(frame: pd.DataFrame) -> np.ndarray:
 
 
 class Recommender:
-    def __init__(self, *, catalogue: Catalogue, fetch_features: FeatureFetcher,
-                 models: ModelHolder, cache: Cache, cache_prefix: str, cache_ttl_s: int, n_candidates: int,
-                 on_served: Callable[..., None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        catalogue: Catalogue,
+        fetch_features: FeatureFetcher,
+        models: ModelHolder,
+        cache: Cache,
+        cache_prefix: str,
+        cache_ttl_s: int,
+        n_candidates: int,
+        on_served: Callable[..., None] | None = None,
+    ) -> None:
         self.catalogue = catalogue
         self._fetch = fetch_features
         self._models = models
@@ -73,10 +81,22 @@ class Recommender:
         # Each request is its own ranking group, even when the slate comes from the cache.
         request_id = uuid.uuid4().hex
         if self._on_served is not None:
-            self._on_served(request_id=request_id, user_id=user_id, item_ids=[d.item_id for d in data],
-                            scores=[d.score for d in data], model_version=model.label, surface=surface)
-        return RecommendationsPublic(data=data, count=len(data), user_id=user_id, request_id=request_id,
-                                     model_version=model.label, cached=cached_hit)
+            self._on_served(
+                request_id=request_id,
+                user_id=user_id,
+                item_ids=[d.item_id for d in data],
+                scores=[d.score for d in data],
+                model_version=model.label,
+                surface=surface,
+            )
+        return RecommendationsPublic(
+            data=data,
+            count=len(data),
+            user_id=user_id,
+            request_id=request_id,
+            model_version=model.label,
+            cached=cached_hit,
+        )
 
     def rank(self, user_id: str, *, k: int, ranker) -> list[RecommendationPublic]:  # type: ignore[no-untyped-def]
         candidates = self.catalogue.candidates(self._n)
@@ -91,7 +111,13 @@ class Recommender:
         out = []
         for idx, driver in zip(top, drivers, strict=True):
             item = self.catalogue.by_id[candidates[idx]]
-            out.append(RecommendationPublic(item_id=item.item_id, item_type=item.item_type, title=item.title,
-                                            score=round(float(scores[idx]), 6),
-                                            reason=reason_for(driver, category=item.category)))
+            out.append(
+                RecommendationPublic(
+                    item_id=item.item_id,
+                    item_type=item.item_type,
+                    title=item.title,
+                    score=round(float(scores[idx]), 6),
+                    reason=reason_for(driver, category=item.category),
+                )
+            )
         return out

@@ -21,12 +21,24 @@ class RecommendationsPublic(BaseModel):
 
     model_config = {
         "json_schema_extra": {
-            "examples": [{
-                "data": [{"item_id": "plan-build-strength-beginner-home", "item_type": "plan",
-                          "title": "Build strength: beginner home plan", "score": 1.73,
-                          "reason": "Matches your goal"}],
-                "count": 1, "user_id": "u-00042", "request_id": "3f0c…", "model_version": "v3", "cached": False,
-            }]
+            "examples": [
+                {
+                    "data": [
+                        {
+                            "item_id": "plan-build-strength-beginner-home",
+                            "item_type": "plan",
+                            "title": "Build strength: beginner home plan",
+                            "score": 1.73,
+                            "reason": "Matches your goal",
+                        }
+                    ],
+                    "count": 1,
+                    "user_id": "u-00042",
+                    "request_id": "3f0c…",
+                    "model_version": "v3",
+                    "cached": False,
+                }
+            ]
         }
     }
 

@@ -2,12 +2,9 @@
 
 import logging
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import pandas as pd
-
-from features.retrieval import online_features
+from features.retrieval import OnlineFeatureReader
 from features.store import open_store
 from platform_api.catalogue.service import list_items
 from platform_api.runtime import Platform, open_platform
@@ -52,12 +49,12 @@ def start_serving(settings: ServingSettings) -> ServingState:
     with platform.sessions() as session:
         items = list_items(session)
 
-    def fetch(user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
-        return online_features(store, user_id, item_ids)
-
-    # Candidate order: recent popularity as materialized in the online store.
-    item_rows = fetch("", [i.item_id for i in items]) if items else pd.DataFrame()
-    popularity = dict(zip(item_rows.get("item_id", []), item_rows.get(POPULARITY_FEATURE, []), strict=False))
+    reader = OnlineFeatureReader(store)
+    # Candidate order: recent popularity as materialized in the online store (also warms the item rows).
+    popularity: dict[str, float] = {}
+    if items:
+        rows = reader.features("", [i.item_id for i in items])
+        popularity = rows[POPULARITY_FEATURE].to_dict()
     cache = make_cache(settings.cache_url, max_entries=settings.cache_max_entries)
     models = ModelHolder(tracking_uri=settings.tracking_uri, name=settings.model_name, alias=settings.model_alias)
     models.refresh()
@@ -65,7 +62,7 @@ def start_serving(settings: ServingSettings) -> ServingState:
     impressions.start()
     recommender = Recommender(
         catalogue=Catalogue(items, popularity),
-        fetch_features=fetch,
+        fetch_features=reader,
         models=models,
         cache=cache,
         cache_prefix=settings.cache_prefix,
@@ -75,7 +72,15 @@ def start_serving(settings: ServingSettings) -> ServingState:
     )
     stop = threading.Event()
     if settings.model_refresh_s:
-        threading.Thread(target=_refresh_loop, args=(models, settings.model_refresh_s, stop), daemon=True,
-                         name="model-refresh").start()
-    return ServingState(settings=settings, platform=platform, cache=cache, models=models, recommender=recommender,
-                        impressions=impressions, _stop=stop)
+        threading.Thread(
+            target=_refresh_loop, args=(models, settings.model_refresh_s, stop), daemon=True, name="model-refresh"
+        ).start()
+    return ServingState(
+        settings=settings,
+        platform=platform,
+        cache=cache,
+        models=models,
+        recommender=recommender,
+        impressions=impressions,
+        _stop=stop,
+    )

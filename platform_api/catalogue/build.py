@@ -17,8 +17,26 @@ LEVELS = ("beginner", "intermediate", "expert")
 EQUIPMENT_KITS: dict[str, frozenset[str]] = {
     "bodyweight": frozenset({"body only", "none"}),
     "dumbbells": frozenset({"body only", "none", "dumbbell"}),
-    "home": frozenset({"body only", "none", "dumbbell", "bands", "kettlebells", "exercise ball", "foam roll", "medicine ball"}),
-    "gym": frozenset({"body only", "none", "dumbbell", "barbell", "cable", "machine", "e-z curl bar", "kettlebells", "bands", "other", "medicine ball", "exercise ball", "foam roll"}),
+    "home": frozenset(
+        {"body only", "none", "dumbbell", "bands", "kettlebells", "exercise ball", "foam roll", "medicine ball"}
+    ),
+    "gym": frozenset(
+        {
+            "body only",
+            "none",
+            "dumbbell",
+            "barbell",
+            "cable",
+            "machine",
+            "e-z curl bar",
+            "kettlebells",
+            "bands",
+            "other",
+            "medicine ball",
+            "exercise ball",
+            "foam roll",
+        }
+    ),
 }
 GOAL_CATEGORIES: dict[str, tuple[str, ...]] = {
     "build_strength": ("strength", "powerlifting", "olympic weightlifting", "strongman"),
@@ -201,7 +219,8 @@ def _plans(exercises: list[Exercise]) -> list[PlanSpec]:
             allowed_levels = LEVELS[: LEVELS.index(level) + 1]
             for kit, equipment in EQUIPMENT_KITS.items():
                 pool = [
-                    e for e in exercises
+                    e
+                    for e in exercises
                     if e.category in categories and e.level in allowed_levels and e.equipment in equipment
                 ]
                 if len(pool) < 6:
@@ -231,4 +250,6 @@ def _plans(exercises: list[Exercise]) -> list[PlanSpec]:
 
 def build_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
     exercises = load_exercises(path)
-    return Catalogue(exercises=exercises, content=_guides(exercises) + _articles_and_videos(exercises), plans=_plans(exercises))
+    return Catalogue(
+        exercises=exercises, content=_guides(exercises) + _articles_and_videos(exercises), plans=_plans(exercises)
+    )

@@ -77,16 +77,30 @@ def list_items(session: Session) -> list[Item]:
     content = session.scalars(select(ContentItem).where(ContentItem.status == "ready").order_by(ContentItem.id))
     return [
         Item(
-            item_id=p.id, item_type="plan", title=p.title, category=p.category, level=p.level, goal=p.goal,
-            equipment=tuple(p.equipment), muscles=tuple(p.muscles),
-            duration_min=p.minutes_per_session, premium=p.premium,
+            item_id=p.id,
+            item_type="plan",
+            title=p.title,
+            category=p.category,
+            level=p.level,
+            goal=p.goal,
+            equipment=tuple(p.equipment),
+            muscles=tuple(p.muscles),
+            duration_min=p.minutes_per_session,
+            premium=p.premium,
         )
         for p in plans
     ] + [
         Item(
-            item_id=c.id, item_type=c.kind, title=c.title, category=c.category, level=c.level, goal=None,
-            equipment=tuple(c.equipment), muscles=tuple(c.primary_muscles),
-            duration_min=c.duration_min, premium=c.premium,
+            item_id=c.id,
+            item_type=c.kind,
+            title=c.title,
+            category=c.category,
+            level=c.level,
+            goal=None,
+            equipment=tuple(c.equipment),
+            muscles=tuple(c.primary_muscles),
+            duration_min=c.duration_min,
+            premium=c.premium,
         )
         for c in content
     ]

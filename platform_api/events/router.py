@@ -18,15 +18,25 @@ class EventBatchIn(BaseModel):
     events: list[dict[str, Any]] = Field(
         min_length=1,
         max_length=MAX_BATCH,
-        examples=[[{
-            "event_id": "0b5f8c1e-8f0c-4d43-9a59-2b1f1f0b3c11",
-            "event_type": "workout.completed",
-            "user_id": "u-00042",
-            "item_id": "plan-build-strength-beginner-bodyweight",
-            "occurred_at": "2026-11-20T18:30:00Z",
-            "properties": {"session_id": "s-1", "duration_min": 42, "total_sets": 15, "total_reps": 180,
-                           "calories": 310, "rpe": 7},
-        }]],
+        examples=[
+            [
+                {
+                    "event_id": "0b5f8c1e-8f0c-4d43-9a59-2b1f1f0b3c11",
+                    "event_type": "workout.completed",
+                    "user_id": "u-00042",
+                    "item_id": "plan-build-strength-beginner-bodyweight",
+                    "occurred_at": "2026-11-20T18:30:00Z",
+                    "properties": {
+                        "session_id": "s-1",
+                        "duration_min": 42,
+                        "total_sets": 15,
+                        "total_reps": 180,
+                        "calories": 310,
+                        "rpe": 7,
+                    },
+                }
+            ]
+        ],
     )
 
 

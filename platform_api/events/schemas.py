@@ -128,8 +128,14 @@ EVENT_TYPES = tuple(PROPERTIES)
 # Catalogue events describe items, not a user's action.
 USERLESS_TYPES = frozenset({"content.ready"})
 ITEM_REQUIRED_TYPES = frozenset(
-    {"plan.enrolled", "content.viewed", "content.ready", "recommendation.impression",
-     "recommendation.clicked", "recommendation.dismissed"}
+    {
+        "plan.enrolled",
+        "content.viewed",
+        "content.ready",
+        "recommendation.impression",
+        "recommendation.clicked",
+        "recommendation.dismissed",
+    }
 )
 # Clock skew tolerated between a device and the platform.
 MAX_FUTURE_SKEW = timedelta(minutes=10)

@@ -46,8 +46,9 @@ def profile(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str | N
 
 @pytest.fixture
 def trained(profile: dict[str, str | None]) -> Iterator[tuple[PipelineSettings, dict[str, float]]]:
-    settings = PipelineSettings(FITREC_DATA_DIR=profile["FITREC_DATA_DIR"], DATABASE_URL=profile["DATABASE_URL"],
-                                REDIS_URL=profile["REDIS_URL"])
+    settings = PipelineSettings(
+        FITREC_DATA_DIR=profile["FITREC_DATA_DIR"], DATABASE_URL=profile["DATABASE_URL"], REDIS_URL=profile["REDIS_URL"]
+    )
     platform = open_platform(settings.platform())
     with platform.sessions() as session:
         seed_catalogue(session)
@@ -87,9 +88,13 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     champion = client.get_model_version_by_alias(settings.model_name, "champion")
 
-    serving = ServingSettings(FITREC_DATA_DIR=settings.data_dir, DATABASE_URL=settings.database_url,
-                              REDIS_URL=settings.redis_url, FITREC_SERVING_CACHE_PREFIX=profile["prefix"],
-                              FITREC_SERVING_MODEL_REFRESH_S=0)
+    serving = ServingSettings(
+        FITREC_DATA_DIR=settings.data_dir,
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        FITREC_SERVING_CACHE_PREFIX=profile["prefix"],
+        FITREC_SERVING_MODEL_REFRESH_S=0,
+    )
     for base in _serve(serving):
         health = httpx.get(f"{base}/health").json()
         assert health["model_version"] == f"v{champion.version}"

@@ -54,8 +54,10 @@ def test_duplicates_are_stored_once_and_counted(platform) -> None:  # type: igno
         ({"user_id": None}, "user_id is required"),
         ({"occurred_at": "2026-01-01T00:00:00"}, "timezone"),
         ({"occurred_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()}, "future"),
-        ({"properties": {"session_id": "s1", "duration_min": -5, "total_sets": 1, "total_reps": 1, "calories": 1}},
-         "greater than 0"),
+        (
+            {"properties": {"session_id": "s1", "duration_min": -5, "total_sets": 1, "total_reps": 1, "calories": 1}},
+            "greater than 0",
+        ),
         ({"event_id": "not-a-uuid"}, "UUID"),
     ],
 )

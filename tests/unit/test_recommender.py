@@ -12,8 +12,18 @@ from serving.recommend import Catalogue, Recommender
 
 
 def _item(i: int, equipment: tuple[str, ...] = ("body only",)) -> Item:
-    return Item(item_id=f"it-{i}", item_type="plan", title=f"Item {i}", category="cardio", level="beginner",
-                goal="endurance", equipment=equipment, muscles=(), duration_min=30, premium=False)
+    return Item(
+        item_id=f"it-{i}",
+        item_type="plan",
+        title=f"Item {i}",
+        category="cardio",
+        level="beginner",
+        goal="endurance",
+        equipment=equipment,
+        muscles=(),
+        duration_min=30,
+        premium=False,
+    )
 
 
 class FakeRanker:
@@ -37,15 +47,24 @@ def _recommender(ranker: FakeRanker | None, served: list[dict]) -> Recommender: 
     items = [_item(i) for i in range(20)] + [_item(99, equipment=("barbell",))]
 
     def fetch(user_id: str, item_ids) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-        return pd.DataFrame({
-            "item_id": item_ids,
-            "quality": [100.0 if i == "it-99" else float(i.split("-")[1]) for i in item_ids],
-            "equipment_fit": [0.0 if i == "it-99" else 1.0 for i in item_ids],
-        })
+        return pd.DataFrame(
+            {
+                "item_id": item_ids,
+                "quality": [100.0 if i == "it-99" else float(i.split("-")[1]) for i in item_ids],
+                "equipment_fit": [0.0 if i == "it-99" else 1.0 for i in item_ids],
+            }
+        )
 
-    return Recommender(catalogue=Catalogue(items, {"it-0": 5.0}), fetch_features=fetch,
-                       models=FakeHolder(ranker), cache=MemoryCache(), cache_prefix="t:",  # type: ignore[arg-type]
-                       cache_ttl_s=300, n_candidates=50, on_served=lambda **kw: served.append(kw))
+    return Recommender(
+        catalogue=Catalogue(items, {"it-0": 5.0}),
+        fetch_features=fetch,
+        models=FakeHolder(ranker),
+        cache=MemoryCache(),
+        cache_prefix="t:",  # type: ignore[arg-type]
+        cache_ttl_s=300,
+        n_candidates=50,
+        on_served=lambda **kw: served.append(kw),
+    )
 
 
 def test_top_k_by_score_filters_infeasible_and_caches() -> None:
