@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 BOOSTER_ARTIFACT = "booster"
 SPEC_ARTIFACT = "feature_spec"
@@ -68,7 +68,7 @@ class FeatureSpec:
         return cls(names=tuple(raw["names"]), categorical={k: tuple(v) for k, v in raw["categorical"].items()})
 
 
-class Recommender(mlflow.pyfunc.PythonModel):
+class Recommender(PythonModel):
     """Scores candidate rows (one per user-item pair) with a LightGBM LambdaRank booster."""
 
     def __init__(self, booster: lgb.Booster | None = None, spec: FeatureSpec | None = None, *, threads: int = 1):

@@ -42,7 +42,9 @@ def _log_summary(engine: sa.Engine) -> dict[str, Any]:
     """Size and time span of the whole event log, for the run's data lineage."""
     t = EventLog.__table__.c
     with engine.connect() as conn:
-        counts = dict(conn.execute(sa.select(t.event_type, sa.func.count()).group_by(t.event_type)).all())
+        counts: dict[str, int] = dict(
+            conn.execute(sa.select(t.event_type, sa.func.count()).group_by(t.event_type)).all()
+        )
         first, last = conn.execute(sa.select(sa.func.min(t.occurred_at), sa.func.max(t.occurred_at))).one()
     return {
         "event_log_events": int(sum(counts.values())),

@@ -14,6 +14,7 @@ from typing import Any
 import mlflow
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 
 import models
@@ -36,7 +37,7 @@ def tracking(tracking_uri: str) -> Iterator[MlflowClient]:
     try:
         yield MlflowClient(tracking_uri=tracking_uri)
     finally:
-        mlflow.set_tracking_uri(set_before)  # None also clears the environment variable...
+        mlflow.set_tracking_uri(set_before)  # type: ignore[arg-type]  # None unsets it, and the env var...
         if env_before is not None:  # ...which we restore if somebody else had set it.
             os.environ["MLFLOW_TRACKING_URI"] = env_before
 
@@ -186,7 +187,7 @@ def set_alias(*, tracking_uri: str, name: str, version: str | int, alias: str = 
     MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(name, alias, str(version))
 
 
-def load_champion(tracking_uri: str, name: str, *, alias: str = CHAMPION) -> tuple[mlflow.pyfunc.PyFuncModel, str]:
+def load_champion(tracking_uri: str, name: str, *, alias: str = CHAMPION) -> tuple[PyFuncModel, str]:
     """The model version behind `alias` and its version number.
 
     `model.predict(frame)` gives scores; `model.unwrap_python_model()` is the
