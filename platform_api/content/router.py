@@ -31,7 +31,13 @@ from platform_api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, enc
 from platform_api.storage.base import ObjectNotFound
 
 router = APIRouter(prefix="/v1/content", tags=["content"])
-ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 402, 403, 404, 409, 413, 415, 422)}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses a route documents, each in the one error shape."""
+    return {code: ERROR_SCHEMA for code in codes}
+
+
 # Room for the multipart envelope (boundaries, part headers) around the file itself.
 MULTIPART_SLACK = 64 * 1024
 
@@ -97,7 +103,7 @@ def _limited(receive: Callable[[], Awaitable[Message]], limit: int) -> Callable[
     return wrapped
 
 
-@router.get("", response_model=ContentsPublic, responses=ERRORS)
+@router.get("", response_model=ContentsPublic, responses=errors(400, 401, 422))
 def list_content(
     user: CurrentUser,
     session: SessionDep,
@@ -123,13 +129,13 @@ def list_content(
     )
 
 
-@router.post("", status_code=201, response_model=ContentPublic, responses=ERRORS)
+@router.post("", status_code=201, response_model=ContentPublic, responses=errors(401, 403, 422))
 def create_content(body: ContentCreate, trainer: TrainerUser, session: SessionDep) -> ContentPublic:
     """Create a content item (trainers); it stays pending until its media file is uploaded."""
     return detail(service.create_content(session, trainer_id=trainer.id, body=body))
 
 
-@router.get("/{content_id}", response_model=ContentPublic, responses=ERRORS)
+@router.get("/{content_id}", response_model=ContentPublic, responses=errors(401, 403, 404))
 def get_content(content_id: str, user: CurrentUser, session: SessionDep) -> ContentPublic:
     """Read a content item in full; premium items need a trial, subscription or credit unlock (403)."""
     item = service.get_visible(session, item_id=content_id, user=user)
@@ -137,7 +143,7 @@ def get_content(content_id: str, user: CurrentUser, session: SessionDep) -> Cont
     return detail(item)
 
 
-@router.patch("/{content_id}", response_model=ContentPublic, responses=ERRORS)
+@router.patch("/{content_id}", response_model=ContentPublic, responses=errors(401, 403, 404, 422))
 def update_content(content_id: str, body: ContentUpdate, trainer: TrainerUser, session: SessionDep) -> ContentPublic:
     """Edit one of the calling trainer's content items (404 for anyone else's)."""
     return detail(service.update_content(session, item=_owned(session, content_id, trainer), body=body))
@@ -146,7 +152,7 @@ def update_content(content_id: str, body: ContentUpdate, trainer: TrainerUser, s
 @router.put(
     "/{content_id}/media",
     response_model=ContentPublic,
-    responses=ERRORS,
+    responses=errors(401, 403, 404, 413, 415, 422),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -203,7 +209,10 @@ async def upload_media(
 @router.get(
     "/{content_id}/media",
     response_class=StreamingResponse,
-    responses={**ERRORS, 200: {"description": "the media file", "content": {"application/octet-stream": {}}}},
+    responses={
+        **errors(401, 403, 404),
+        200: {"description": "the media file", "content": {"application/octet-stream": {}}},
+    },
 )
 def download_media(content_id: str, user: CurrentUser, session: SessionDep, store: ObjectStoreDep) -> StreamingResponse:
     """Stream an item's media file; premium media need an entitlement (403)."""
@@ -221,7 +230,7 @@ def download_media(content_id: str, user: CurrentUser, session: SessionDep, stor
     )
 
 
-@router.post("/{content_id}/unlock", response_model=UnlockPublic, responses=ERRORS)
+@router.post("/{content_id}/unlock", response_model=UnlockPublic, responses=errors(401, 402, 404, 409))
 def unlock(content_id: str, user: CurrentUser, session: SessionDep) -> UnlockPublic:
     """Unlock a premium item with credits (402 when short); unlocking again costs nothing."""
     item = service.get_visible(session, item_id=content_id, user=user)

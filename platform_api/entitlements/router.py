@@ -20,7 +20,11 @@ from platform_api.errors import ERROR_SCHEMA, ApiError
 from platform_api.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["entitlements"])
-ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 402, 403, 404, 409, 422)}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses a route documents, each in the one error shape."""
+    return {code: ERROR_SCHEMA for code in codes}
 
 
 def entry_public(entry: CreditEntry) -> CreditEntryPublic:
@@ -35,7 +39,7 @@ def entry_public(entry: CreditEntry) -> CreditEntryPublic:
     )
 
 
-@router.get("/entitlements/me", response_model=EntitlementsPublic, responses=ERRORS)
+@router.get("/entitlements/me", response_model=EntitlementsPublic, responses=errors(401))
 def my_entitlements(user: CurrentUser, session: SessionDep) -> EntitlementsPublic:
     """Show the caller's trial, subscription and credit balance."""
     s = service.get_status(session, user_id=user.id)
@@ -50,14 +54,14 @@ def my_entitlements(user: CurrentUser, session: SessionDep) -> EntitlementsPubli
     )
 
 
-@router.post("/entitlements/trial", status_code=201, response_model=TrialPublic, responses=ERRORS)
+@router.post("/entitlements/trial", status_code=201, response_model=TrialPublic, responses=errors(401, 409))
 def start_trial(user: CurrentUser, session: SessionDep, platform: PlatformDep) -> TrialPublic:
     """Start the caller's one free trial of premium content (409 if it was used)."""
     trial = service.start_trial(session, user_id=user.id, days=platform.settings.trial_days)
     return TrialPublic(started_at=trial.started_at, ends_at=trial.ends_at)
 
 
-@router.get("/credits/entries", response_model=CreditEntriesPublic, responses=ERRORS)
+@router.get("/credits/entries", response_model=CreditEntriesPublic, responses=errors(400, 401, 422))
 def list_credit_entries(
     user: CurrentUser,
     session: SessionDep,
@@ -73,7 +77,9 @@ def list_credit_entries(
     return CreditEntriesPublic(data=[entry_public(e) for e in rows], count=count, next_cursor=next_cursor)
 
 
-@router.post("/credits/charges", status_code=201, response_model=CreditEntryPublic, responses=ERRORS)
+@router.post(
+    "/credits/charges", status_code=201, response_model=CreditEntryPublic, responses=errors(401, 402, 409, 422)
+)
 def charge_credits(
     body: CreditChargeCreate, user: CurrentUser, session: SessionDep, response: Response
 ) -> CreditEntryPublic:
@@ -86,7 +92,9 @@ def charge_credits(
     return entry_public(entry)
 
 
-@router.post("/credits/grants", status_code=201, response_model=CreditEntryPublic, responses=ERRORS)
+@router.post(
+    "/credits/grants", status_code=201, response_model=CreditEntryPublic, responses=errors(401, 403, 404, 409, 422)
+)
 def grant_credits(
     body: CreditGrantCreate, admin: AdminUser, session: SessionDep, response: Response
 ) -> CreditEntryPublic:

@@ -39,7 +39,14 @@ class TrialPublic(BaseModel):
 
 
 class CreditGrantCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user_id": "7d0f5c9a-1b2c-4d3e-9f00-112233445566", "amount": 50, "idempotency_key": "welcome-2026-11"}
+            ]
+        },
+    )
 
     user_id: str = Field(min_length=1, max_length=64)
     amount: int = Field(gt=0, le=1_000_000, examples=[50])
@@ -47,7 +54,12 @@ class CreditGrantCreate(BaseModel):
 
 
 class CreditChargeCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"amount": 5, "idempotency_key": "coach-review-2026-11-21", "ref": "coach-review"}]
+        },
+    )
 
     amount: int = Field(gt=0, le=1_000_000, examples=[5])
     idempotency_key: str = IdempotencyKey

@@ -22,7 +22,11 @@ from platform_api.health.schemas import (
 from platform_api.health.tables import HealthIntegration
 
 router = APIRouter(prefix="/v1/health", tags=["health"])
-ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 404, 422)}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses a route documents, each in the one error shape."""
+    return {code: ERROR_SCHEMA for code in codes}
 
 
 def integration_public(i: HealthIntegration) -> IntegrationPublic:
@@ -35,7 +39,7 @@ def integration_public(i: HealthIntegration) -> IntegrationPublic:
     )
 
 
-@router.post("/integrations", status_code=201, response_model=IntegrationPublic, responses=ERRORS)
+@router.post("/integrations", status_code=201, response_model=IntegrationPublic, responses=errors(401, 422))
 def link_integration(
     body: IntegrationCreate, user: CurrentUser, session: SessionDep, platform: PlatformDep, response: Response
 ) -> IntegrationPublic:
@@ -47,20 +51,20 @@ def link_integration(
     return integration_public(integration)
 
 
-@router.get("/integrations", response_model=IntegrationsPublic, responses=ERRORS)
+@router.get("/integrations", response_model=IntegrationsPublic, responses=errors(401))
 def list_integrations(user: CurrentUser, session: SessionDep) -> IntegrationsPublic:
     """List the caller's linked providers with their last sync time."""
     rows = service.list_integrations(session, user_id=user.id)
     return IntegrationsPublic(data=[integration_public(i) for i in rows], count=len(rows))
 
 
-@router.get("/integrations/{integration_id}", response_model=IntegrationPublic, responses=ERRORS)
+@router.get("/integrations/{integration_id}", response_model=IntegrationPublic, responses=errors(401, 404))
 def get_integration(integration_id: str, user: CurrentUser, session: SessionDep) -> IntegrationPublic:
     """Read one of the caller's integrations (404 for anyone else's)."""
     return integration_public(get_owned(session, HealthIntegration, integration_id, user, what="integration"))
 
 
-@router.delete("/integrations/{integration_id}", status_code=204, responses=ERRORS)
+@router.delete("/integrations/{integration_id}", status_code=204, responses=errors(401, 404))
 def unlink_integration(integration_id: str, user: CurrentUser, session: SessionDep) -> Response:
     """Unlink a provider and delete its tokens (metrics already synced stay)."""
     service.unlink_integration(
@@ -69,7 +73,7 @@ def unlink_integration(integration_id: str, user: CurrentUser, session: SessionD
     return Response(status_code=204)
 
 
-@router.post("/integrations/{integration_id}/sync", response_model=SyncPublic, responses=ERRORS)
+@router.post("/integrations/{integration_id}/sync", response_model=SyncPublic, responses=errors(401, 404, 422))
 def sync(integration_id: str, body: SyncCreate, user: CurrentUser, session: SessionDep) -> SyncPublic:
     """Ingest a batch of daily measurements in any supported unit (health_metric.synced per changed day)."""
     integration = get_owned(session, HealthIntegration, integration_id, user, what="integration")
@@ -84,7 +88,7 @@ def sync(integration_id: str, body: SyncCreate, user: CurrentUser, session: Sess
     )
 
 
-@router.get("/metrics", response_model=MetricDaysPublic, responses=ERRORS)
+@router.get("/metrics", response_model=MetricDaysPublic, responses=errors(401, 422))
 def list_metrics(
     user: CurrentUser,
     session: SessionDep,

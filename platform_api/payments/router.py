@@ -33,7 +33,11 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
 # Gateway events are a few KB; anything far larger is not one.
 MAX_WEBHOOK_BYTES = 1024 * 1024
-ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 404, 409, 413, 422)}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses a route documents, each in the one error shape."""
+    return {code: ERROR_SCHEMA for code in codes}
 
 
 def deliver_sandbox_confirmation(
@@ -66,7 +70,7 @@ def list_products() -> ProductsPublic:
     return ProductsPublic(data=data, count=len(data))
 
 
-@router.post("", status_code=201, response_model=PaymentPublic, responses=ERRORS)
+@router.post("", status_code=201, response_model=PaymentPublic, responses=errors(400, 401, 409, 422))
 def create_payment(
     body: PaymentCreate,
     user: CurrentUser,
@@ -101,7 +105,7 @@ def create_payment(
     return PaymentPublic.model_validate(result.body)
 
 
-@router.get("", response_model=PaymentsPublic, responses=ERRORS)
+@router.get("", response_model=PaymentsPublic, responses=errors(401, 422))
 def list_payments(
     user: CurrentUser,
     session: SessionDep,
@@ -113,7 +117,7 @@ def list_payments(
     return PaymentsPublic(data=[service.public(p) for p in rows], count=count)
 
 
-@router.get("/{payment_id}", response_model=PaymentPublic, responses=ERRORS)
+@router.get("/{payment_id}", response_model=PaymentPublic, responses=errors(401, 404))
 def get_payment(payment_id: str, user: CurrentUser, session: SessionDep) -> PaymentPublic:
     """Read one of the caller's payments (404 for anyone else's)."""
     return service.public(get_owned(session, Payment, payment_id, user))
@@ -122,7 +126,7 @@ def get_payment(payment_id: str, user: CurrentUser, session: SessionDep) -> Paym
 @router.post(
     "/webhooks/{gateway}",
     response_model=WebhookAck,
-    responses=ERRORS,
+    responses=errors(400, 404, 413),
     openapi_extra={
         "requestBody": {
             "required": True,

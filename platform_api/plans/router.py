@@ -26,7 +26,13 @@ from platform_api.plans.schemas import (
 from platform_api.plans.tables import PlanEnrollment
 
 router = APIRouter(prefix="/v1", tags=["plans"])
-ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 403, 404, 409, 422)}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses a route documents, each in the one error shape."""
+    return {code: ERROR_SCHEMA for code in codes}
+
+
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
@@ -72,7 +78,7 @@ def enrollment_public(e: PlanEnrollment) -> EnrollmentPublic:
     )
 
 
-@router.get("/trainers", response_model=TrainersPublic, responses=ERRORS)
+@router.get("/trainers", response_model=TrainersPublic, responses=errors(400, 401, 422))
 def list_trainers(
     _: CurrentUser,
     session: SessionDep,
@@ -90,19 +96,19 @@ def list_trainers(
     )
 
 
-@router.put("/trainers/me", response_model=TrainerPublic, responses=ERRORS)
+@router.put("/trainers/me", response_model=TrainerPublic, responses=errors(401, 403, 422))
 def update_my_trainer_profile(body: TrainerUpdate, trainer: TrainerUser, session: SessionDep) -> TrainerPublic:
     """Create or update the calling trainer's public profile."""
     return trainer_public(service.upsert_trainer(session, trainer_id=trainer.id, body=body))
 
 
-@router.get("/trainers/{trainer_id}", response_model=TrainerPublic, responses=ERRORS)
+@router.get("/trainers/{trainer_id}", response_model=TrainerPublic, responses=errors(401, 404))
 def get_trainer(trainer_id: str, _: CurrentUser, session: SessionDep) -> TrainerPublic:
     """Read one trainer's profile with the number of their plans and content items."""
     return trainer_public(service.get_trainer(session, trainer_id=trainer_id))
 
 
-@router.get("/plans", response_model=PlansPublic, responses=ERRORS)
+@router.get("/plans", response_model=PlansPublic, responses=errors(400, 401, 422))
 def list_plans(
     _: CurrentUser,
     session: SessionDep,
@@ -139,19 +145,24 @@ def list_plans(
     )
 
 
-@router.post("/plans", status_code=201, response_model=PlanPublic, responses=ERRORS)
+@router.post("/plans", status_code=201, response_model=PlanPublic, responses=errors(401, 403, 409, 422))
 def create_plan(body: PlanCreate, trainer: TrainerUser, session: SessionDep) -> PlanPublic:
     """Publish a plan built from catalogue exercises (trainers)."""
     return plan_public(service.create_plan(session, trainer_id=trainer.id, body=body))
 
 
-@router.get("/plans/{plan_id}", response_model=PlanPublic, responses=ERRORS)
+@router.get("/plans/{plan_id}", response_model=PlanPublic, responses=errors(401, 404))
 def get_plan(plan_id: str, _: CurrentUser, session: SessionDep) -> PlanPublic:
     """Read one plan."""
     return plan_public(service.get_plan(session, plan_id=plan_id))
 
 
-@router.post("/plans/{plan_id}/enrollments", status_code=201, response_model=EnrollmentPublic, responses=ERRORS)
+@router.post(
+    "/plans/{plan_id}/enrollments",
+    status_code=201,
+    response_model=EnrollmentPublic,
+    responses=errors(401, 403, 404, 422),
+)
 def enroll(
     plan_id: str,
     user: CurrentUser,
@@ -174,7 +185,7 @@ def enroll(
     return enrollment_public(enrollment)
 
 
-@router.get("/enrollments", response_model=EnrollmentsPublic, responses=ERRORS)
+@router.get("/enrollments", response_model=EnrollmentsPublic, responses=errors(401, 422))
 def list_enrollments(
     user: CurrentUser, session: SessionDep, status: Annotated[str | None, Query(pattern="^(active|cancelled)$")] = None
 ) -> EnrollmentsPublic:
@@ -183,13 +194,13 @@ def list_enrollments(
     return EnrollmentsPublic(data=[enrollment_public(e) for e in rows], count=len(rows))
 
 
-@router.get("/enrollments/{enrollment_id}", response_model=EnrollmentPublic, responses=ERRORS)
+@router.get("/enrollments/{enrollment_id}", response_model=EnrollmentPublic, responses=errors(401, 404))
 def get_enrollment(enrollment_id: str, user: CurrentUser, session: SessionDep) -> EnrollmentPublic:
     """Read one of the caller's enrollments (404 for anyone else's)."""
     return enrollment_public(get_owned(session, PlanEnrollment, enrollment_id, user, what="enrollment"))
 
 
-@router.delete("/enrollments/{enrollment_id}", response_model=EnrollmentPublic, responses=ERRORS)
+@router.delete("/enrollments/{enrollment_id}", response_model=EnrollmentPublic, responses=errors(401, 404))
 def cancel_enrollment(enrollment_id: str, user: CurrentUser, session: SessionDep) -> EnrollmentPublic:
     """Cancel one of the caller's enrollments (404 for anyone else's)."""
     enrollment = get_owned(session, PlanEnrollment, enrollment_id, user, what="enrollment")

@@ -26,7 +26,11 @@ from platform_api.workouts.schemas import (
 from platform_api.workouts.tables import Achievement, WorkoutSession, WorkoutSet
 
 router = APIRouter(prefix="/v1", tags=["workouts"])
-ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 403, 404, 409, 422)}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses a route documents, each in the one error shape."""
+    return {code: ERROR_SCHEMA for code in codes}
 
 
 def workout_public(w: WorkoutSession) -> WorkoutPublic:
@@ -65,7 +69,7 @@ def achievement_public(a: Achievement) -> AchievementPublic:
     return AchievementPublic(code=a.code, title=TITLES.get(a.code, a.code), earned_at=a.earned_at)
 
 
-@router.post("/workouts", status_code=201, response_model=WorkoutPublic, responses=ERRORS)
+@router.post("/workouts", status_code=201, response_model=WorkoutPublic, responses=errors(401, 403, 404, 409, 422))
 def start_workout(body: WorkoutCreate, user: CurrentUser, session: SessionDep, response: Response) -> WorkoutPublic:
     """Start a workout session, from a plan or free (workout.started); 200 when its id was started before."""
     workout, created = service.start_workout(session, user_id=user.id, body=body)
@@ -74,7 +78,7 @@ def start_workout(body: WorkoutCreate, user: CurrentUser, session: SessionDep, r
     return workout_public(workout)
 
 
-@router.get("/workouts", response_model=WorkoutsPublic, responses=ERRORS)
+@router.get("/workouts", response_model=WorkoutsPublic, responses=errors(400, 401, 422))
 def list_workouts(
     user: CurrentUser,
     session: SessionDep,
@@ -90,13 +94,15 @@ def list_workouts(
     return WorkoutsPublic(data=[workout_public(w) for w in rows], count=count, next_cursor=next_cursor)
 
 
-@router.get("/workouts/{workout_id}", response_model=WorkoutPublic, responses=ERRORS)
+@router.get("/workouts/{workout_id}", response_model=WorkoutPublic, responses=errors(401, 404))
 def get_workout(workout_id: str, user: CurrentUser, session: SessionDep) -> WorkoutPublic:
     """Read one of the caller's workouts (404 for anyone else's)."""
     return workout_public(get_owned(session, WorkoutSession, workout_id, user, what="workout"))
 
 
-@router.post("/workouts/{workout_id}/sets", status_code=201, response_model=SetsPublic, responses=ERRORS)
+@router.post(
+    "/workouts/{workout_id}/sets", status_code=201, response_model=SetsPublic, responses=errors(401, 404, 409, 422)
+)
 def log_sets(workout_id: str, body: SetsCreate, user: CurrentUser, session: SessionDep) -> SetsPublic:
     """Log sets of one exercise in an active workout (exercise.logged)."""
     workout = get_owned(session, WorkoutSession, workout_id, user, what="workout")
@@ -110,7 +116,7 @@ def log_sets(workout_id: str, body: SetsCreate, user: CurrentUser, session: Sess
     return SetsPublic(data=[set_public(s) for s in rows], count=len(rows))
 
 
-@router.get("/workouts/{workout_id}/sets", response_model=SetsPublic, responses=ERRORS)
+@router.get("/workouts/{workout_id}/sets", response_model=SetsPublic, responses=errors(401, 404))
 def list_sets(workout_id: str, user: CurrentUser, session: SessionDep) -> SetsPublic:
     """List the sets logged in one of the caller's workouts."""
     workout = get_owned(session, WorkoutSession, workout_id, user, what="workout")
@@ -118,7 +124,7 @@ def list_sets(workout_id: str, user: CurrentUser, session: SessionDep) -> SetsPu
     return SetsPublic(data=[set_public(s) for s in rows], count=len(rows))
 
 
-@router.post("/workouts/{workout_id}/complete", response_model=WorkoutSummaryPublic, responses=ERRORS)
+@router.post("/workouts/{workout_id}/complete", response_model=WorkoutSummaryPublic, responses=errors(401, 404, 422))
 def complete_workout(
     workout_id: str, user: CurrentUser, session: SessionDep, body: WorkoutComplete | None = None
 ) -> WorkoutSummaryPublic:
@@ -132,7 +138,7 @@ def complete_workout(
     )
 
 
-@router.get("/achievements", response_model=AchievementsPublic, responses=ERRORS)
+@router.get("/achievements", response_model=AchievementsPublic, responses=errors(401))
 def my_achievements(user: CurrentUser, session: SessionDep) -> AchievementsPublic:
     """List the caller's achievements with their current and longest streak."""
     rows = service.list_achievements(session, user_id=user.id)

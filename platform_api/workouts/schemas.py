@@ -50,7 +50,7 @@ class SetsCreate(BaseModel):
 
 
 class WorkoutComplete(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"ended_at": "2026-11-21T07:42:00Z"}]})
 
     ended_at: datetime | None = Field(None, description="device time when the session ended; default now")
 
