@@ -1,6 +1,7 @@
 """Entitlements on SQLite and PostgreSQL: 50 concurrent credit charges never overdraw and the ledger
 adds up; idempotent charges; trials; subscription renewal and expiry."""
 
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -149,3 +150,40 @@ def test_subscription_renewal_and_expiry(platform: Platform) -> None:
         sub, _ = activate("p3", t0 + timedelta(days=90))  # after expiry a new period starts at payment
         assert sub.current_period_end == t0 + timedelta(days=90) + month  # type: ignore[attr-defined]
         assert session.scalar(select(func.count()).select_from(CreditEntry)) == 0
+
+
+PLATFORM_TABLES = {
+    "trainer_profile",
+    "plan_enrollment",
+    "workout_session",
+    "workout_set",
+    "achievement",
+    "health_integration",
+    "health_metric_day",
+    "trial",
+    "subscription",
+    "credit_account",
+    "credit_entry",
+    "payment",
+    "idempotency_record",
+    "webhook_receipt",
+    "outbox_message",
+    "content_item",
+    "workout_plan",
+}
+
+
+def test_migration_0003_matches_the_models(platform: Platform) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from platform_api.db import Base
+    from platform_api.tables import load_all_tables
+
+    load_all_tables()
+    with platform.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        tables = set(conn.dialect.get_table_names(conn))
+    ours = [d for d in diffs if PLATFORM_TABLES & set(re.findall(r"'(\w+)'", repr(d)))]
+    assert ours == []
+    assert tables >= PLATFORM_TABLES
