@@ -4,7 +4,7 @@ from pipelines.bench_ingest import bench
 
 
 def test_bench_validates_every_simulated_event() -> None:
-    figures = bench(3_000, chunk=1_000, days=14)
+    figures = bench(3_000, chunk=1_500, days=14)
     assert figures["events"] == 3_000
     # The simulator speaks the event contract: nothing of it is quarantined or duplicated.
     assert (figures["stored"], figures["quarantined"], figures["duplicates"]) == (3_000, 0, 0)
