@@ -240,7 +240,11 @@ def test_online_equals_historical_at_the_same_time(built: Built) -> None:
     pd.testing.assert_frame_equal(hist[list(RANKING_FEATURES)].reset_index(drop=True), online.reset_index(drop=True))
 
 
-def test_historical_features_are_point_in_time(built: Built) -> None:
+ENGINES = pytest.mark.parametrize("engine", ["feast", "polars"])
+
+
+@ENGINES
+def test_historical_features_are_point_in_time(built: Built, engine: str) -> None:
     store = _store(built)
     entity_df = pd.DataFrame(
         {
@@ -251,7 +255,7 @@ def test_historical_features_are_point_in_time(built: Built) -> None:
             "label": [2, 0, 1],
         }
     )
-    hist = historical_features(store, entity_df)
+    hist = historical_features(store, entity_df, engine=engine)  # type: ignore[arg-type]
     assert list(hist.columns) == [*entity_df.columns, *RANKING_FEATURES]
     assert list(hist["request_id"]) == ["a", "b", "c"]
     at_label, before_anything, quiet_user = hist.iloc[0], hist.iloc[1], hist.iloc[2]
@@ -265,7 +269,10 @@ def test_historical_features_are_point_in_time(built: Built) -> None:
     assert quiet_user["workouts_28d"] == 0 and quiet_user["level_fit"] == 1.0
 
 
-def test_an_event_after_the_label_changes_nothing_in_its_row(built: Built, built_with_late_event: Built) -> None:
+@ENGINES
+def test_an_event_after_the_label_changes_nothing_in_its_row(
+    built: Built, built_with_late_event: Built, engine: str
+) -> None:
     entity_df = pd.DataFrame(
         {
             "user_id": ["u1", "u1"],
@@ -273,12 +280,45 @@ def test_an_event_after_the_label_changes_nothing_in_its_row(built: Built, built
             "event_timestamp": [LABEL_TIME, LABEL_TIME],
         }
     )
-    without = historical_features(_store(built), entity_df)
-    with_late = historical_features(_store(built_with_late_event), entity_df)
+    without = historical_features(_store(built), entity_df, engine=engine)  # type: ignore[arg-type]
+    with_late = historical_features(_store(built_with_late_event), entity_df, engine=engine)  # type: ignore[arg-type]
     pd.testing.assert_frame_equal(without, with_late)
     # The late workout is real: today's online row counts it.
     online = online_features(_store(built_with_late_event), "u1", [built.plan.item_id])
     assert online.iloc[0]["workouts_7d"] == 3
+
+
+def test_both_engines_build_the_same_training_set(built: Built) -> None:
+    users = ["u1", "u2", "nobody"]
+    items = [built.plan.item_id, built.guide.item_id, "no-such-item"]
+    # Every day boundary and the hours around events, with many rows sharing a timestamp.
+    stamps = [BASE + timedelta(hours=h) for h in (-1, 0, 8, 9, 24, 33, 34, 48, 58, 72, 84, 96, 120)]
+    stamps.append(built.report.materialized_until + timedelta(seconds=1))
+    entity_df = pd.DataFrame(
+        [
+            {"user_id": u, "item_id": i, "event_timestamp": t, "label": k}
+            for k, (u, i, t) in enumerate((u, i, t) for u in users for i in items for t in stamps)
+        ]
+    ).sample(frac=1.0, random_state=3)
+    store = _store(built)
+    via_feast = historical_features(store, entity_df, engine="feast")
+    via_polars = historical_features(store, entity_df, engine="polars")
+    pd.testing.assert_frame_equal(via_feast, via_polars)
+    assert via_feast["workouts_28d"].max() == 2  # not trivially all fills
+
+
+def test_more_than_a_thousand_rows_sharing_a_timestamp_all_get_features(built: Built) -> None:
+    n = 1005
+    entity_df = pd.DataFrame(
+        {
+            "user_id": ["u1"] * n,
+            "item_id": [built.plan.item_id, built.guide.item_id] * (n // 2) + [built.plan.item_id],
+            "event_timestamp": [LABEL_TIME] * n,
+        }
+    )
+    hist = historical_features(_store(built), entity_df, engine="feast")
+    assert (hist["workouts_7d"] == 2).all() and (hist["streak_days"] == 2).all()
+    assert hist["item_is_plan"].tolist() == [1.0, 0.0] * (n // 2) + [1.0]
 
 
 def test_feature_service_is_registered(built: Built) -> None:
