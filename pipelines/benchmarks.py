@@ -113,7 +113,7 @@ def bench_uncached(settings: PipelineSettings, *, requests: int = 300) -> dict[s
             FITREC_DATA_DIR=settings.data_dir,
             DATABASE_URL=settings.database_url,
             REDIS_URL=settings.redis_url,
-            FITREC_SERVING_MODEL_REFRESH_S=0,
+            model_refresh_s=0,
         )
     )
     try:

@@ -119,7 +119,9 @@ def build_features(
     write_tables(tables, settings.data_dir)
 
     step(3)
-    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, registry_url=registry_url)
+    store = open_store(
+        data_dir=settings.data_dir, redis_url=settings.redis_url, registry_url=registry_url, project=settings.feast_project
+    )
     apply_definitions(store)
 
     step(4)
@@ -166,7 +168,7 @@ def refresh_users(
     events); otherwise both are opened for this call.
     """
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
-    store = store or open_store(data_dir=settings.data_dir, redis_url=settings.redis_url)
+    store = store or open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
     own_engine = engine is None
     if engine is None:
         engine = open_platform(settings.platform(), migrate=False).engine

@@ -14,6 +14,8 @@ from pipelines.config import PipelineSettings
 app = typer.Typer(help="fitrec: recommendation and training platform of a fitness app.", no_args_is_help=True)
 features_app = typer.Typer(help="Build and inspect the Feast feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+events_app = typer.Typer(help="Validate and export the event log.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 bench_app = typer.Typer(help="Benchmarks behind the speed targets; they print figures.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 console = Console()
@@ -140,6 +142,33 @@ def bench_ingest_cmd(
     console.print(
         f"ingestion: {figures['events']:,} events in {figures['seconds']:.1f}s = "
         f"{figures['events_per_s']:,.0f} events/s (target ≥ 5,000)"
+    )
+
+
+@bench_app.command("validate")
+def bench_validate_cmd(
+    events: Annotated[int, typer.Option(min=1, help="Simulated events to validate and transform.")] = 1_000_000,
+    chunk: Annotated[int, typer.Option(min=1, help="Events validated per batch.")] = 200_000,
+) -> None:
+    """Events/s through Great Expectations validation + transform for simulated events."""
+    from pipelines.bench_ingest import bench
+
+    with console.status("validating simulated events"):
+        figures = bench(events, chunk=chunk)
+    for key, value in figures.items():
+        console.print(f"{key}: {value}")
+
+
+@events_app.command("export")
+def events_export_cmd() -> None:
+    """Validate new events (Great Expectations) into partitioned parquet; quarantine the rest with reasons."""
+    from pipelines.event_export import export_events
+
+    with console.status("validating and exporting events"):
+        report = export_events(PipelineSettings())
+    console.print(
+        f"received {report.received:,} = stored {report.stored:,} + quarantined {report.quarantined:,} "
+        f"+ duplicates {report.duplicates:,} in {report.seconds:.1f}s; report: {report.report_path}"
     )
 
 

@@ -101,7 +101,7 @@ def run_training(
     entity_df = pd.concat([frame.assign(split=name) for name, frame in parts.items()], ignore_index=True)
 
     step(2)
-    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url)
+    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
     featured = historical_features(store, entity_df)
     train, valid, test = (featured[featured["split"] == name].reset_index(drop=True) for name in parts)
 

@@ -14,6 +14,10 @@ class ServingSettings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias=AliasChoices("FITREC_DATA_DIR"))
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL"))
+    # Feast project: keys in a shared Redis online store are namespaced by it.
+    feast_project: str = Field(
+        "fitrec", pattern=r"^[a-z][a-z0-9_]*$", validation_alias=AliasChoices("FITREC_FEAST_PROJECT")
+    )
     mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
     model_name: str = "fitrec-ranker"
     model_alias: str = "champion"

@@ -45,7 +45,7 @@ def _refresh_loop(models: ModelHolder, every_s: int, stop: threading.Event) -> N
 
 def start_serving(settings: ServingSettings) -> ServingState:
     platform = open_platform(settings.platform())
-    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url)
+    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
     with platform.sessions() as session:
         items = list_items(session)
 

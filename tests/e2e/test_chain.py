@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,12 +13,15 @@ import httpx
 import pytest
 import uvicorn
 from mlflow.tracking import MlflowClient
+from sqlalchemy import select
 
+from features.store import open_store
 from pipelines.build_features import build_features
 from pipelines.config import PipelineSettings
 from pipelines.simulate import simulate_into_platform
 from pipelines.train import run_training
 from platform_api.catalogue.service import list_items, seed_catalogue
+from platform_api.events.tables import EventLog
 from platform_api.runtime import open_platform
 from serving.app import create_app
 from serving.config import ServingSettings
@@ -62,8 +66,12 @@ def trained(profile: dict[str, str | None]) -> Iterator[tuple[PipelineSettings, 
     build_features(settings)
     result = run_training(settings, oracle=sim.utility)
     yield settings, result.metrics
+    if settings.redis_url:
+        store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
+        store.teardown()
 
 
+@contextmanager
 def _serve(settings: ServingSettings) -> Iterator[str]:
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
@@ -73,9 +81,11 @@ def _serve(settings: ServingSettings) -> Iterator[str]:
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
         time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-untyped-def]
@@ -92,10 +102,10 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
         FITREC_DATA_DIR=settings.data_dir,
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,
-        FITREC_SERVING_CACHE_PREFIX=profile["prefix"],
-        FITREC_SERVING_MODEL_REFRESH_S=0,
+        cache_prefix=profile["prefix"],
+        model_refresh_s=0,
     )
-    for base in _serve(serving):
+    with _serve(serving) as base:
         health = httpx.get(f"{base}/health").json()
         assert health["model_version"] == f"v{champion.version}"
         assert health["cache"] == ("redis" if settings.redis_url else "memory")
@@ -113,3 +123,15 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
 
         bad = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 0})
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
+
+    # Served slates are in the event log as impressions (flushed at shutdown at the latest).
+    platform = open_platform(settings.platform())
+    with platform.sessions() as session:
+        rows = session.scalars(
+            select(EventLog).where(EventLog.event_type == "recommendation.impression", EventLog.user_id == "u-00001")
+        ).all()
+    platform.close()
+    served = {(r.properties["request_id"], r.properties["position"], r.item_id) for r in rows}
+    for response in (first, second):
+        expected = {(response["request_id"], i, d["item_id"]) for i, d in enumerate(response["data"])}
+        assert expected <= served
