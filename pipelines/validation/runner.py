@@ -53,8 +53,9 @@ class SuiteError(RuntimeError):
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    # Older than this is not a late event but a wrong clock or a bad import.
-    max_age: timedelta = timedelta(days=5 * 365)
+    # Older than consumer wearables is a wrong clock or a bad import; imported history
+    # such as the 2016 Fitbit exports still passes.
+    max_age: timedelta = timedelta(days=20 * 365)
     max_future_skew: timedelta = MAX_FUTURE_SKEW
 
 

@@ -17,11 +17,13 @@ class Props(BaseModel):
 
 
 class UserCreated(Props):
-    goal: Goal
-    fitness_level: Level
+    # Unknown for people who arrive through an import rather than the app's onboarding.
+    goal: Goal | None = None
+    fitness_level: Level | None = None
     equipment: list[str] = Field(default_factory=list, max_length=20)
     session_minutes: int = Field(30, ge=5, le=240)
     region: str = Field("US", min_length=2, max_length=2)
+    source: Literal["app", "oidc", "import"] = "app"
 
 
 class EmailVerified(Props):

@@ -20,14 +20,17 @@ Every row is either used or reported with file, line and reason; nothing is drop
 import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from platform_api.events.ingest import store_events
+from platform_api.events.schemas import EventIn
 from platform_api.health.service import DayKey, StoreResult, check_day, store_days
 from platform_api.health.units import LB_KG
+from platform_api.outbox import event_uuid
 
 FITBIT_DIR = Path(__file__).parent / "data" / "fitbit"
 SOURCE = "fitbit"
@@ -232,6 +235,26 @@ def _weight(row: dict[str, str]) -> tuple[str, date, dict[str, Any], Any]:
     return parse_user(row), at.date(), {"weight_kg": weight}, (from_lb if conflict else None)
 
 
+def _register_people(session: Session, *, days: dict[DayKey, dict[str, Any]]) -> None:
+    """A user.created per imported person (once: deterministic ids), so their days join a known user."""
+    first_day: dict[str, date] = {}
+    for user_id, day in days:
+        first_day[user_id] = min(day, first_day.get(user_id, day))
+    store_events(
+        session,
+        events=[
+            EventIn(
+                event_id=event_uuid(f"user.created:{user_id}:{SOURCE}"),
+                event_type="user.created",
+                user_id=user_id,
+                occurred_at=datetime.combine(day, time.min, tzinfo=UTC),
+                properties={"source": "import"},
+            )
+            for user_id, day in sorted(first_day.items())
+        ],
+    )
+
+
 def import_fitbit(
     session: Session, *, folder: Path = FITBIT_DIR, user_prefix: str = "fitbit-", now: datetime | None = None
 ) -> FitbitReport:
@@ -316,6 +339,7 @@ def import_fitbit(
     for name in FILES:
         report.files[name].used = used[name]
 
+    _register_people(session, days=days)
     stored: StoreResult = store_days(session, source=SOURCE, days=days, now=now)
     session.commit()
     report.users = len({user for user, _ in days})

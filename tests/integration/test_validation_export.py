@@ -87,7 +87,7 @@ def test_export_validates_partitions_quarantines_and_reports(env: tuple[Pipeline
     ]
     # The API accepts these (its contract has no memory of users, nor an age limit)...
     ghost = ev("content.viewed", "ghost", DAY2, item_id=items[0], seconds=5)
-    ancient = workout("u1", NOW - timedelta(days=7 * 365))
+    ancient = workout("u1", NOW - timedelta(days=25 * 365))
     _ingest(platform, good + [ghost, ancient])
     # ...and this one bypassed it (an older producer writing the log directly).
     direct = workout("u2", DAY2) | {"received_at": datetime.now(UTC)}
@@ -153,13 +153,12 @@ def test_fitbit_import_exports_as_health_events(env: tuple[PipelineSettings, Pla
 
     settings, platform, _ = env
     ids = pl.read_csv(FITBIT_DIR / "dailyActivity_merged.csv", infer_schema=False)["Id"].unique().to_list()
-    _ingest(platform, [signup(f"fitbit-{i}", datetime(2016, 4, 1, tzinfo=UTC)) for i in ids])
     with platform.sessions() as session:
         imported = import_fitbit(session, folder=FITBIT_DIR, now=NOW)
-    # The exports are from 2016: validated with an age limit that admits them.
-    config = ValidationConfig(max_age=NOW - datetime(2016, 1, 1, tzinfo=UTC))
-    report = export_events(settings, now=NOW, config=config)
+    # The import registers its people (user.created), and 2016 is within the default age limit.
+    report = export_events(settings, now=NOW)
     assert report.quarantined == 0
+    assert read_events(settings.offline_dir, "user.created")["user_id"].n_unique() == len(ids)
     health = read_events(settings.offline_dir, "health_metric.synced")
     assert health.height == imported.changed > 800
     assert health["user_id"].n_unique() == len(ids)

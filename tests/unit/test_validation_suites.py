@@ -141,7 +141,7 @@ BAD: dict[str, list[tuple[dict[str, Any], str]]] = {
         (event("health_metric.synced", p_day="2025-03-05"), "day.future"),
     ],
     "too_old": [
-        (event("workout.completed", occurred_at=(NOW - timedelta(days=6 * 365)).isoformat()), "occurred_at.too_old"),
+        (event("workout.completed", occurred_at=(NOW - timedelta(days=25 * 365)).isoformat()), "occurred_at.too_old"),
         (event("health_metric.synced", p_day="2001-01-01"), "day.too_old"),
     ],
     "unknown_user": [(event("workout.completed", user_id="ghost"), "user_id.known")],
