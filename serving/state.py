@@ -8,6 +8,7 @@ from features.retrieval import OnlineFeatureReader
 from features.store import open_store
 from platform_api.catalogue.service import list_items
 from platform_api.runtime import Platform, open_platform
+from serving.auth import KeyCache
 from serving.cache import Cache, make_cache
 from serving.config import ServingSettings
 from serving.impressions import ImpressionLog
@@ -26,6 +27,7 @@ class ServingState:
     models: ModelHolder
     recommender: Recommender
     impressions: ImpressionLog
+    keys: KeyCache
     _stop: threading.Event
 
     def close(self) -> None:
@@ -82,5 +84,6 @@ def start_serving(settings: ServingSettings) -> ServingState:
         models=models,
         recommender=recommender,
         impressions=impressions,
+        keys=KeyCache(),
         _stop=stop,
     )

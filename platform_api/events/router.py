@@ -5,7 +5,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from platform_api.deps import SessionDep
+from platform_api.auth.principal import Principal
+from platform_api.deps import CurrentPrincipal, SessionDep
 from platform_api.errors import ERROR_SCHEMA, ApiError
 from platform_api.events.ingest import ingest
 
@@ -46,9 +47,28 @@ class EventBatchPublic(BaseModel):
     duplicates: int
 
 
-@router.post("", status_code=202, response_model=EventBatchPublic, responses={422: ERROR_SCHEMA})
-def post_events(batch: EventBatchIn, session: SessionDep) -> EventBatchPublic:
+WRITE_SCOPE = "events:write"
+
+
+def ensure_can_write(principal: Principal, events: list[dict[str, Any]]) -> None:
+    """A service with events:write, an admin, or a user sending only their own events."""
+    if principal.has_scope(WRITE_SCOPE) or principal.is_admin:
+        return
+    if principal.kind == "service":
+        raise ApiError(403, f"API key scope {WRITE_SCOPE!r} required", code="insufficient_scope")
+    if any(e.get("user_id") != principal.user_id for e in events):
+        raise ApiError(403, "users may only send their own events (user_id must be yours)")
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=EventBatchPublic,
+    responses={401: ERROR_SCHEMA, 403: ERROR_SCHEMA, 422: ERROR_SCHEMA},
+)
+def post_events(batch: EventBatchIn, session: SessionDep, principal: CurrentPrincipal) -> EventBatchPublic:
     """Ingest a batch of events: all valid events are stored once per event_id, or none is."""
+    ensure_can_write(principal, batch.events)
     result = ingest(session, raw=batch.events)
     if result.rejected:
         session.rollback()

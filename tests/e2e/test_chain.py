@@ -20,6 +20,7 @@ from pipelines.build_features import build_features
 from pipelines.config import PipelineSettings
 from pipelines.simulate import simulate_into_platform
 from pipelines.train import run_training
+from platform_api.auth.api_keys import create_api_key
 from platform_api.catalogue.service import list_items, seed_catalogue
 from platform_api.events.tables import EventLog
 from platform_api.runtime import open_platform
@@ -105,23 +106,32 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
         cache_prefix=profile["prefix"],
         model_refresh_s=0,
     )
+    platform = open_platform(settings.platform())
+    with platform.sessions() as session:
+        _, secret = create_api_key(session, name="app backend", scopes=["recommendations:read"], created_by=None)
+        session.commit()
+    platform.close()
+    key = {"X-API-Key": secret}
+
     with _serve(serving) as base:
         health = httpx.get(f"{base}/health").json()
         assert health["model_version"] == f"v{champion.version}"
         assert health["cache"] == ("redis" if settings.redis_url else "memory")
 
-        first = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 10}, timeout=30).json()
+        anonymous = httpx.get(f"{base}/v1/users/u-00001/recommendations")
+        assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthorized"
+        first = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 10}, headers=key, timeout=30).json()
         assert first["cached"] is False and first["count"] == 10 and first["model_version"] == f"v{champion.version}"
         assert len({d["item_id"] for d in first["data"]}) == 10
         scores = [d["score"] for d in first["data"]]
         assert scores == sorted(scores, reverse=True)
         assert all(d["reason"] for d in first["data"])
 
-        second = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 10}, timeout=30).json()
+        second = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 10}, headers=key, timeout=30).json()
         assert second["cached"] is True and second["data"] == first["data"]
         assert second["request_id"] != first["request_id"]
 
-        bad = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 0})
+        bad = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 0}, headers=key)
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
 
     # Served slates are in the event log as impressions (flushed at shutdown at the latest).
