@@ -120,7 +120,10 @@ def build_features(
 
     step(3)
     store = open_store(
-        data_dir=settings.data_dir, redis_url=settings.redis_url, registry_url=registry_url, project=settings.feast_project
+        data_dir=settings.data_dir,
+        redis_url=settings.redis_url,
+        registry_url=registry_url,
+        project=settings.feast_project,
     )
     apply_definitions(store)
 
@@ -168,7 +171,9 @@ def refresh_users(
     events); otherwise both are opened for this call.
     """
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
-    store = store or open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
+    store = store or open_store(
+        data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project
+    )
     own_engine = engine is None
     if engine is None:
         engine = open_platform(settings.platform(), migrate=False).engine

@@ -156,7 +156,7 @@ def built_with_late_event(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 def _store(b: Built):  # type: ignore[no-untyped-def]
-    return open_store(data_dir=b.settings.data_dir)
+    return open_store(data_dir=b.settings.data_dir, project=b.settings.feast_project)
 
 
 def test_feature_vocabulary_matches_the_catalogue() -> None:
@@ -416,3 +416,44 @@ def test_incremental_build_materializes_only_the_new_interval(built_with_late_ev
     assert intervals[1][0] == intervals[0][1] == b.report.materialized_until
     assert intervals[1][1] == second.materialized_until
     assert online_features(store, "u2", [b.plan.item_id]).iloc[0]["minutes_7d"] == 35
+
+
+def test_fitbit_exports_pass_through_as_health_features(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from platform_api.health.fitbit import import_fitbit
+    from platform_api.health.tables import HealthMetricDay
+
+    settings = PipelineSettings(FITREC_DATA_DIR=tmp_path, DATABASE_URL=None, REDIS_URL=None)
+    platform = open_platform(settings.platform())
+    with platform.sessions() as session:
+        seed_catalogue(session)
+        report = import_fitbit(session)
+        session.commit()
+        days = pd.DataFrame(
+            [(r.user_id, r.day, r.steps, r.sleep_minutes) for r in session.scalars(select(HealthMetricDay))],
+            columns=["user_id", "day", "steps", "sleep"],
+        )
+    platform.close()
+    assert report.users == 33 and len(days) == report.days > 800
+    build_features(settings)
+
+    # At midnight starting day D+1 the row of day D holds days D-6..D (each day's metrics are known at its end).
+    labels = [datetime(2016, 4, 20, tzinfo=UTC), datetime(2016, 5, 1, tzinfo=UTC), datetime(2016, 5, 12, tzinfo=UTC)]
+    users = sorted(days["user_id"].unique())
+    entity_df = pd.DataFrame([{"user_id": u, "item_id": "none", "event_timestamp": t} for u in users for t in labels])
+    store = open_store(data_dir=tmp_path, project=settings.feast_project)
+    hist = historical_features(store, entity_df, engine="polars")
+    checked = 0
+    for row in hist.itertuples():
+        stamp = row.event_timestamp
+        window = days[
+            (days["user_id"] == row.user_id)
+            & (days["day"] >= (stamp - timedelta(days=7)).date())
+            & (days["day"] <= (stamp - timedelta(days=1)).date())
+        ]
+        steps, sleep = window["steps"].dropna(), window["sleep"].dropna()
+        assert row.steps_7d_avg == pytest.approx(steps.mean() if len(steps) else 0.0), (row.user_id, stamp)
+        assert row.sleep_7d_avg == pytest.approx(sleep.mean() if len(sleep) else 0.0), (row.user_id, stamp)
+        checked += len(steps) > 0
+    assert checked > 50

@@ -284,11 +284,12 @@ def test_user_profile_latest_answer_and_catalogue() -> None:
     assert at(catalogue, "item_id", "stretch-int", FEATURE_EPOCH)["item_equipment"] == "bands,foam roll"
 
 
-def test_a_million_events_transform_quickly() -> None:
+def test_events_transform_quickly() -> None:
     import time
 
-    # 4_999 users: coprime with the 4 event kinds, so every user gets every kind.
-    n, users, items = 1_000_000, 4_999, ["str-beg", "cardio-plan", "stretch-int"]
+    # 1,499 users: coprime with the 4 event kinds, so every user gets every kind.
+    # (pipelines.bench_features measures 1M simulated events.)
+    n, users, items = 300_000, 1_499, ["str-beg", "cardio-plan", "stretch-int"]
     rng = pl.int_range(0, n, eager=True)
     kinds = ["workout.completed", "recommendation.impression", "recommendation.clicked", "health_metric.synced"]
     props = [
@@ -311,8 +312,8 @@ def test_a_million_events_transform_quickly() -> None:
     out = build_tables(events, ITEMS, as_of=T0 + timedelta(days=91))
     elapsed = time.perf_counter() - start
     assert out["user_workout_stats"].height > users * 80
-    print(f"1M events → feature tables in {elapsed:.2f}s")
-    assert elapsed < 20, f"{elapsed:.1f}s for 1M events"
+    # ~0.7 s on a quiet 2-core machine; the bound leaves room for a shared one.
+    assert elapsed < 15, f"{elapsed:.1f}s for {n:,} events"
 
 
 # --- on-demand fits ---------------------------------------------------------------------------------------------
