@@ -40,8 +40,11 @@ def repo_config(
 
     data_dir = Path(data_dir).resolve()
     repo_dir = data_dir / REPO_SUBDIR
+    registry: RegistryConfig
     if registry_url:
-        registry = RegistryConfig(registry_type="sql", path=_sqlalchemy_url(registry_url), cache_ttl_seconds=60)
+        from feast.infra.registry.sql import SqlRegistryConfig
+
+        registry = SqlRegistryConfig(path=_sqlalchemy_url(registry_url), cache_ttl_seconds=60)
     else:
         registry = RegistryConfig(registry_type="file", path=str(repo_dir / "registry.db"), cache_ttl_seconds=60)
     online: Any

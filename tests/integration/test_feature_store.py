@@ -1,5 +1,6 @@
 """The Feast store end to end: hand-made events → event log → build_features → online and training reads."""
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -457,3 +458,41 @@ def test_fitbit_exports_pass_through_as_health_features(tmp_path: Path) -> None:
         assert row.sleep_7d_avg == pytest.approx(sleep.mean() if len(sleep) else 0.0), (row.user_id, stamp)
         checked += len(steps) > 0
     assert checked > 50
+
+
+def test_production_profile_sql_registry_and_redis(built: Built, pg_url: str, redis_url: str, tmp_path: Path) -> None:
+    import shutil
+
+    project = f"fitrec_test_{uuid.uuid4().hex[:10]}"
+    shutil.copytree(built.settings.data_dir / "offline", tmp_path / "offline")
+    store = open_store(data_dir=tmp_path, redis_url=redis_url, registry_url=pg_url, project=project)
+    try:
+        apply_definitions(store)
+        materialize(store, end_date=datetime.now(UTC))
+        # A second process sees the definitions and materialization through the SQL registry.
+        other = open_store(data_dir=tmp_path, redis_url=redis_url, registry_url=pg_url, project=project)
+        assert other.get_feature_service(RANKING_SERVICE).name == RANKING_SERVICE
+        assert other.get_feature_view("user_workout_stats").most_recent_end_time is not None
+        items = [built.plan.item_id, built.guide.item_id]
+        pd.testing.assert_frame_equal(online_features(other, "u1", items), online_features(_store(built), "u1", items))
+        assert not (tmp_path / "feature_repo" / "registry.db").exists()
+    finally:
+        store.teardown()
+
+
+def test_read_events_from_postgresql(pg_url: str) -> None:
+    from pipelines.build_features import read_events
+    from platform_api.config import PlatformSettings
+
+    platform = open_platform(PlatformSettings(DATABASE_URL=pg_url))
+    plan = Item("p1", "plan", "t", "strength", "beginner", "build_strength", (), (), 30, False)
+    with platform.sessions() as session:
+        raw = [_workout("u9", plan, BASE + timedelta(hours=5), 30, 6), _event("user.email_verified", "u9", BASE)]
+        assert ingest(session, raw=raw).stored == 2
+        session.commit()
+    frame = read_events(platform.engine, user_ids=["u9"])
+    platform.close()
+    assert frame.height == 1  # email verification feeds no feature
+    row = frame.row(0, named=True)
+    assert row["occurred_at"] == BASE + timedelta(hours=5) and row["item_id"] == "p1"
+    assert json.loads(row["properties"])["duration_min"] == 30
