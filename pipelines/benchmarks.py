@@ -39,16 +39,33 @@ def bench_ingestion(
     return {"events": report.events, "seconds": report.seconds, "events_per_s": report.events / report.seconds}
 
 
+def create_service_key(settings: PipelineSettings, *, name: str, scopes: list[str]) -> str:
+    """A new service API key in the configured platform database; returns its secret."""
+    from platform_api.auth.api_keys import create_api_key
+
+    platform = open_platform(settings.platform())
+    try:
+        with platform.sessions() as session:
+            _, secret = create_api_key(session, name=name, scopes=scopes, created_by=None)
+            session.commit()
+    finally:
+        platform.close()
+    return secret
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _wrk(url: str, *, seconds: int, connections: int) -> float:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url], capture_output=True, text=True, check=True
-    ).stdout
+def _wrk(url: str, *, seconds: int, connections: int, headers: dict[str, str] | None = None) -> float:
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s"]
+    for name, value in (headers or {}).items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"non-2xx answers from {url}:\n{out}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not match:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
@@ -92,9 +109,10 @@ def bench_serving(settings: PipelineSettings, *, seconds: int = 10, connections:
                 raise RuntimeError("the app did not start with a model; run `fitrec demo` first")
             time.sleep(0.5)
         rec_url = f"{base}/v1/users/u-00001/recommendations?k=10"
-        httpx.get(rec_url, timeout=30).raise_for_status()  # fill the cache
+        key = {"X-API-Key": create_service_key(settings, name="benchmark", scopes=["recommendations:read"])}
+        httpx.get(rec_url, headers=key, timeout=30).raise_for_status()  # fill the cache
         trivial = _wrk(f"{base}/ping", seconds=seconds, connections=connections)
-        cached = _wrk(rec_url, seconds=seconds, connections=connections)
+        cached = _wrk(rec_url, seconds=seconds, connections=connections, headers=key)
         trivial_again = _wrk(f"{base}/ping", seconds=seconds, connections=connections)
     finally:
         proc.terminate()

@@ -3,6 +3,7 @@
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +15,10 @@ from pipelines.config import PipelineSettings
 app = typer.Typer(help="fitrec: recommendation and training platform of a fitness app.", no_args_is_help=True)
 features_app = typer.Typer(help="Build and inspect the Feast feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+admin_app = typer.Typer(help="Administration: service API keys.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+health_app = typer.Typer(help="Health data imports.", no_args_is_help=True)
+app.add_typer(health_app, name="health")
 events_app = typer.Typer(help="Validate and export the event log.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 bench_app = typer.Typer(help="Benchmarks behind the speed targets; they print figures.", no_args_is_help=True)
@@ -94,24 +99,68 @@ def train() -> None:
     settings = PipelineSettings()
     with console.status("training ranker"):
         report = run_training(settings)
-    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(report.metrics.items()) if isinstance(v, float))
-    console.print(f"model version {report.model_version} (run {report.run_id}): {metrics}")
+    m = report.metrics
+    baselines = ", ".join(
+        f"{name} {m[f'{name}_ndcg@10']:.3f}" for name in ("popularity", "random", "oracle") if f"{name}_ndcg@10" in m
+    )
+    console.print(
+        f"registered {settings.model_name} version {report.model_version} as champion (run {report.run_id})\n"
+        f"NDCG@10 on the held-out window: model {m['ndcg@10']:.3f}; {baselines} "
+        f"({int(m.get('eval_groups', 0))} requests)"
+    )
 
 
 @app.command()
 def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """Serve the API (platform + recommendations) with uvicorn."""
+    _run_server(host, port, key=None)
+
+
+def _run_server(host: str, port: int, *, key: str | None) -> None:
     import uvicorn
 
-    settings = PipelineSettings()
-    _print_where(settings, host, port)
+    _print_where(PipelineSettings(), host, port, key=key or "<fitrec admin create-key --name …>")
     uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, log_level="info")
 
 
-def _print_where(settings: PipelineSettings, host: str, port: int, user_id: str = "u-00001") -> None:
+def _create_key(name: str, scopes: list[str]) -> str:
+    from pipelines.benchmarks import create_service_key
+
+    return create_service_key(PipelineSettings(), name=name, scopes=scopes)
+
+
+@admin_app.command("create-key")
+def create_key_cmd(
+    name: Annotated[str, typer.Option(help="Who the key is for, e.g. 'app backend'.")],
+    scope: Annotated[
+        list[str], typer.Option(help="A scope to grant (repeat): recommendations:read, events:write, …")
+    ] = ["recommendations:read", "events:write"],  # noqa: B006 - typer reads the default, never mutates it
+) -> None:
+    """Create a service API key; its secret is shown once."""
+    console.print(_create_key(name, scope))
+
+
+@health_app.command("import-fitbit")
+def import_fitbit_cmd(
+    folder: Annotated[Path | None, typer.Option(help="Folder of the four Fitbit daily CSV exports.")] = None,
+) -> None:
+    """Import Fitbit daily exports as they come; every unused row is listed with its line and reason."""
+    from platform_api.health.fitbit import FITBIT_DIR, import_fitbit
+    from platform_api.runtime import open_platform
+
+    platform = open_platform(PipelineSettings().platform())
+    with platform.sessions() as session:
+        report = import_fitbit(session, folder=folder or FITBIT_DIR)
+    platform.close()
+    console.print(f"users: {report.users}, days: {report.days} ({report.changed} new or changed)")
+    for problem in report.problems:
+        console.print(f"  {problem.file}:{problem.line} {problem.kind}: {problem.reason}")
+
+
+def _print_where(settings: PipelineSettings, host: str, port: int, key: str, user_id: str = "u-00001") -> None:
     base = f"http://{host}:{port}"
     console.print(f"[bold]API docs[/]: {base}/docs")
-    console.print(f"[bold]Example[/]: curl -s '{base}/v1/users/{user_id}/recommendations?k=10'")
+    console.print(f"[bold]Example[/]: curl -s -H 'X-API-Key: {key}' '{base}/v1/users/{user_id}/recommendations?k=10'")
     console.print(f"[bold]MLflow UI[/]: .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
     console.print(f"[bold]Data folder[/]: {settings.data_dir} (delete it to reset)")
 
@@ -125,7 +174,7 @@ def demo(
     simulate(users=users, days=days, seed=seed)
     features_build()
     train()
-    serve(host=host, port=port)
+    _run_server(host, port, key=_create_key("demo", ["recommendations:read", "events:write"]))
 
 
 @bench_app.command("ingest")
@@ -170,6 +219,20 @@ def events_export_cmd() -> None:
         f"received {report.received:,} = stored {report.stored:,} + quarantined {report.quarantined:,} "
         f"+ duplicates {report.duplicates:,} in {report.seconds:.1f}s; report: {report.report_path}"
     )
+
+
+@events_app.command("load-served")
+def events_load_served_cmd() -> None:
+    """Turn the slates the API served into recommendation.impression events in the event log."""
+    from pipelines.load_served import load_served
+
+    report = load_served(PipelineSettings())
+    console.print(
+        f"{report.files} files, {report.slates:,} slates: {report.stored:,} impressions stored, "
+        f"{report.duplicates:,} already there"
+    )
+    for problem in report.rejected:
+        console.print(f"  rejected: {problem}")
 
 
 @bench_app.command("serve")

@@ -31,6 +31,11 @@ class PipelineSettings(BaseSettings):
         return str(self.data_dir / "mlartifacts")
 
     @property
+    def served_log_dir(self) -> Path:
+        """Where the serving app appends the slates it serves (ServingSettings.served_log_dir)."""
+        return self.data_dir / "served"
+
+    @property
     def offline_dir(self) -> Path:
         return self.data_dir / "offline"
 

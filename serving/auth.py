@@ -6,20 +6,17 @@ working within `KEY_TTL_S`); users' access tokens go through the platform's full
 
 import threading
 import time
-from typing import Annotated
 
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 
 from platform_api.auth.authenticate import authenticate
 from platform_api.auth.principal import Principal
 from platform_api.errors import ApiError
+from platform_api.runtime import Platform
 
 KEY_TTL_S = 30.0
 READ_SCOPE = "recommendations:read"
-
-_bearer = HTTPBearer(auto_error=False, description="A user's access token (their own recommendations only)")
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="Service API key with recommendations:read")
 
 
 class KeyCache:
@@ -39,27 +36,27 @@ class KeyCache:
             self._entries[key] = (time.monotonic() + self._ttl, principal)
 
 
-def get_reader(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    api_key: Annotated[str | None, Security(_api_key)],
-) -> Principal:
+async def reader(request: Request) -> Principal:
+    """The caller, from `X-API-Key` (cached for KEY_TTL_S) or `Authorization: Bearer <access token>`."""
+    api_key = request.headers.get("x-api-key") or None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
     keys: KeyCache = request.app.state.serving.keys
     if api_key and not bearer:
         cached = keys.get(api_key)
         if cached is not None:
             return cached
-    platform = request.app.state.platform
-    with platform.sessions() as session:
-        principal = authenticate(
-            session,
-            secret=platform.settings.jwt_secret.get_secret_value(),
-            bearer=bearer.credentials if bearer else None,
-            api_key=api_key,
-        )
+    principal = await run_in_threadpool(_authenticate, request.app.state.platform, bearer, api_key)
     if principal.kind == "service" and api_key:
         keys.put(api_key, principal)
     return principal
+
+
+def _authenticate(platform: Platform, bearer: str | None, api_key: str | None) -> Principal:
+    with platform.sessions() as session:
+        return authenticate(
+            session, secret=platform.settings.jwt_secret.get_secret_value(), bearer=bearer, api_key=api_key
+        )
 
 
 def ensure_can_read(principal: Principal, user_id: str) -> None:
@@ -69,6 +66,3 @@ def ensure_can_read(principal: Principal, user_id: str) -> None:
     if principal.kind == "service":
         raise ApiError(403, f"API key scope {READ_SCOPE!r} required", code="insufficient_scope")
     raise ApiError(404, "user not found")
-
-
-ReaderDep = Annotated[Principal, Depends(get_reader)]

@@ -26,11 +26,15 @@ class ServingSettings(BaseSettings):
     cache_max_entries: int = Field(100_000, ge=1, description="in-process cache size (embedded default)")
     candidates: int = Field(500, ge=10, le=5000, description="candidates scored per uncached request")
     model_refresh_s: int = Field(60, ge=0, description="how often to check the alias for a new version; 0 = never")
-    impression_flush_s: float = Field(1.0, gt=0)
+    served_flush_s: float = Field(1.0, gt=0, description="how often served slates are written to the served log")
 
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
+    @property
+    def served_log_dir(self) -> Path:
+        return self.data_dir / "served"
 
     @property
     def cache_url(self) -> str:

@@ -10,9 +10,9 @@ import pandas as pd
 from platform_api.catalogue.service import Item
 from platform_api.errors import ApiError
 from serving.cache import Cache
-from serving.model_holder import ModelHolder
+from serving.model_holder import LoadedModel, ModelHolder
 from serving.reasons import reason_for
-from serving.schemas import RecommendationPublic, RecommendationsPublic
+from serving.schemas import RecommendationPublic
 
 # (user_id, item_ids) → one row per item with the model's feature columns, same order.
 FeatureFetcher = Callable[[str, Sequence[str]], pd.DataFrame]
@@ -65,38 +65,47 @@ class Recommender:
         self._n = n_candidates
         self._on_served = on_served
 
-    def recommend(self, user_id: str, *, k: int, surface: str = "home") -> RecommendationsPublic:
+    def lookup(self, user_id: str, *, k: int) -> tuple[LoadedModel, bytes | None]:
+        """The serving model and, on a cache hit, the cached slate."""
         model = self._models.current
         if model is None:
             raise ApiError(503, "no model is registered yet: run `fitrec train`", code="model_unavailable")
-        key = f"{self._prefix}rec:{model.label}:{user_id}:{k}"
-        cached = self._cache.get(key)
-        if cached is not None:
-            data = [RecommendationPublic(**row) for row in json.loads(cached)]
-            cached_hit = True
-        else:
-            data = self.rank(user_id, k=k, ranker=model.ranker)
-            self._cache.set(key, json.dumps([d.model_dump() for d in data]).encode(), self._ttl)
-            cached_hit = False
+        return model, self._cache.get(self._key(model, user_id, k))
+
+    def compute(self, user_id: str, *, k: int, model: LoadedModel) -> bytes:
+        """Rank, cache and return the slate."""
+        data = self.rank(user_id, k=k, ranker=model.ranker)
+        data_json = json.dumps([d.model_dump() for d in data], separators=(",", ":")).encode()
+        # A slate is "<count>\n<JSON of the data list>": answers splice it without decoding it.
+        slate = b"%d\n" % len(data) + data_json
+        self._cache.set(self._key(model, user_id, k), slate, self._ttl)
+        return slate
+
+    def respond(self, user_id: str, *, model: LoadedModel, slate: bytes, cached: bool, surface: str) -> bytes:
+        """The response body (RecommendationsPublic), spliced from the slate's JSON without re-encoding it."""
+        count, _, data_json = slate.partition(b"\n")
         # Each request is its own ranking group, even when the slate comes from the cache.
         request_id = uuid.uuid4().hex
         if self._on_served is not None:
             self._on_served(
-                request_id=request_id,
-                user_id=user_id,
-                item_ids=[d.item_id for d in data],
-                scores=[d.score for d in data],
-                model_version=model.label,
-                surface=surface,
+                request_id=request_id, user_id=user_id, data_json=data_json, model_version=model.label, surface=surface
             )
-        return RecommendationsPublic(
-            data=data,
-            count=len(data),
-            user_id=user_id,
-            request_id=request_id,
-            model_version=model.label,
-            cached=cached_hit,
+        tail = json.dumps(
+            {"user_id": user_id, "request_id": request_id, "model_version": model.label, "cached": cached},
+            separators=(",", ":"),
         )
+        return b'{"data":' + data_json + b',"count":' + count + b"," + tail[1:].encode()
+
+    def recommend(self, user_id: str, *, k: int, surface: str = "home") -> bytes:
+        """The whole path in one call (the route splits it to keep ranking off the event loop)."""
+        model, slate = self.lookup(user_id, k=k)
+        cached = slate is not None
+        if slate is None:
+            slate = self.compute(user_id, k=k, model=model)
+        return self.respond(user_id, model=model, slate=slate, cached=cached, surface=surface)
+
+    def _key(self, model: LoadedModel, user_id: str, k: int) -> str:
+        return f"{self._prefix}rec:{model.label}:{user_id}:{k}"
 
     def rank(self, user_id: str, *, k: int, ranker) -> list[RecommendationPublic]:  # type: ignore[no-untyped-def]
         candidates = self.catalogue.candidates(self._n)

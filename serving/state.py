@@ -11,9 +11,9 @@ from platform_api.runtime import Platform, open_platform
 from serving.auth import KeyCache
 from serving.cache import Cache, make_cache
 from serving.config import ServingSettings
-from serving.impressions import ImpressionLog
 from serving.model_holder import ModelHolder
 from serving.recommend import Catalogue, Recommender
+from serving.served_log import ServedLog
 
 log = logging.getLogger(__name__)
 POPULARITY_FEATURE = "item_popularity_28d"
@@ -26,13 +26,13 @@ class ServingState:
     cache: Cache
     models: ModelHolder
     recommender: Recommender
-    impressions: ImpressionLog
+    served: ServedLog
     keys: KeyCache
     _stop: threading.Event
 
     def close(self) -> None:
         self._stop.set()
-        self.impressions.close()
+        self.served.close()
         self.cache.close()
         self.platform.close()
 
@@ -60,8 +60,8 @@ def start_serving(settings: ServingSettings) -> ServingState:
     cache = make_cache(settings.cache_url, max_entries=settings.cache_max_entries)
     models = ModelHolder(tracking_uri=settings.tracking_uri, name=settings.model_name, alias=settings.model_alias)
     models.refresh()
-    impressions = ImpressionLog(platform.sessions, flush_s=settings.impression_flush_s)
-    impressions.start()
+    served = ServedLog(settings.served_log_dir, flush_s=settings.served_flush_s)
+    served.start()
     recommender = Recommender(
         catalogue=Catalogue(items, popularity),
         fetch_features=reader,
@@ -70,7 +70,7 @@ def start_serving(settings: ServingSettings) -> ServingState:
         cache_prefix=settings.cache_prefix,
         cache_ttl_s=settings.cache_ttl_s,
         n_candidates=settings.candidates,
-        on_served=impressions.record,
+        on_served=served.record,
     )
     stop = threading.Event()
     if settings.model_refresh_s:
@@ -83,7 +83,7 @@ def start_serving(settings: ServingSettings) -> ServingState:
         cache=cache,
         models=models,
         recommender=recommender,
-        impressions=impressions,
+        served=served,
         keys=KeyCache(),
         _stop=stop,
     )

@@ -22,6 +22,6 @@ def health(state: StateDep) -> HealthPublic:
 
 
 @router.get("/ping", include_in_schema=False)
-def ping() -> dict[str, str]:
+async def ping() -> dict[str, str]:
     """A trivial endpoint: the floor the cached recommendation path is measured against."""
     return {"status": "ok"}

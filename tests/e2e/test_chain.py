@@ -18,6 +18,7 @@ from sqlalchemy import select
 from features.store import open_store
 from pipelines.build_features import build_features
 from pipelines.config import PipelineSettings
+from pipelines.load_served import load_served
 from pipelines.simulate import simulate_into_platform
 from pipelines.train import run_training
 from platform_api.auth.api_keys import create_api_key
@@ -134,7 +135,10 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
         bad = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 0}, headers=key)
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
 
-    # Served slates are in the event log as impressions (flushed at shutdown at the latest).
+    # Served slates reach the event log as impressions through the served log (flushed at shutdown).
+    loaded = load_served(settings)
+    assert loaded.slates == 2 and loaded.stored == 20 and loaded.rejected == []
+    assert load_served(settings).stored == 0
     platform = open_platform(settings.platform())
     with platform.sessions() as session:
         rows = session.scalars(

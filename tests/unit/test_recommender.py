@@ -1,5 +1,7 @@
 """The recommendation path with fakes for the model and the features (pure logic)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from platform_api.errors import ApiError
 from serving.cache import MemoryCache
 from serving.model_holder import LoadedModel
 from serving.recommend import Catalogue, Recommender
+from serving.schemas import RecommendationsPublic
 
 
 def _item(i: int, equipment: tuple[str, ...] = ("body only",)) -> Item:
@@ -70,14 +73,15 @@ def _recommender(ranker: FakeRanker | None, served: list[dict]) -> Recommender: 
 def test_top_k_by_score_filters_infeasible_and_caches() -> None:
     ranker, served = FakeRanker(), []
     rec = _recommender(ranker, served)
-    first = rec.recommend("u-1", k=3)
+    first = RecommendationsPublic.model_validate_json(rec.recommend("u-1", k=3))
     assert [d.item_id for d in first.data] == ["it-19", "it-18", "it-17"]  # it-99 scores highest but needs a barbell
     assert first.cached is False and first.model_version == "v3" and first.count == 3
     assert first.data[0].reason == "Because you like cardio"
-    second = rec.recommend("u-1", k=3)
+    second = RecommendationsPublic.model_validate_json(rec.recommend("u-1", k=3))
     assert second.cached is True and second.data == first.data and ranker.calls == 1
     assert second.request_id != first.request_id
-    assert [s["item_ids"] for s in served] == [["it-19", "it-18", "it-17"]] * 2
+    assert [[d["item_id"] for d in json.loads(s["data_json"])] for s in served] == [["it-19", "it-18", "it-17"]] * 2
+    assert [s["request_id"] for s in served] == [first.request_id, second.request_id]
 
 
 def test_candidates_follow_popularity() -> None:
