@@ -2,17 +2,21 @@
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import pandas as pd
 
 from features.retrieval import OnlineFeatureReader
 from features.store import open_store
 from platform_api.catalogue.service import list_items
+from platform_api.errors import ApiError
 from platform_api.runtime import Platform, open_platform
 from serving.auth import KeyCache
 from serving.cache import Cache, make_cache
 from serving.config import ServingSettings
 from serving.model_holder import ModelHolder
-from serving.recommend import Catalogue, Recommender
+from serving.recommend import Catalogue, FeatureFetcher, Recommender
 from serving.served_log import ServedLog
 
 log = logging.getLogger(__name__)
@@ -45,17 +49,26 @@ def _refresh_loop(models: ModelHolder, every_s: int, stop: threading.Event) -> N
             log.exception("model refresh failed")
 
 
+def _features_missing(user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
+    raise ApiError(503, "features are not built yet: run `fitrec features build`", code="features_unavailable")
+
+
 def start_serving(settings: ServingSettings) -> ServingState:
     platform = open_platform(settings.platform())
     store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
     with platform.sessions() as session:
         items = list_items(session)
 
-    reader = OnlineFeatureReader(store)
+    reader: FeatureFetcher = OnlineFeatureReader(store)
     # Candidate order: recent popularity as materialized in the online store (also warms the item rows).
     popularity: dict[str, float] = {}
-    if items:
-        rows = reader.features("", [i.item_id for i in items])
+    if not store.list_feature_views():
+        log.warning(
+            "the feature store is empty: recommendations answer 503 until `fitrec features build` and a restart"
+        )
+        reader = _features_missing
+    elif items:
+        rows = reader("", [i.item_id for i in items])
         popularity = rows[POPULARITY_FEATURE].to_dict()
     cache = make_cache(settings.cache_url, max_entries=settings.cache_max_entries)
     models = ModelHolder(tracking_uri=settings.tracking_uri, name=settings.model_name, alias=settings.model_alias)
