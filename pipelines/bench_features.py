@@ -1,6 +1,6 @@
 """Feature store benchmark: transform throughput, materialization time, online read latency.
 
-    python -m pipelines.bench_features --users 7000 --days 30   # about 1M simulated events
+    fitrec bench features --users 7000 --days 30   # about 1M simulated events
 
 Runs on a scratch data folder (never the real one): seeds the catalogue,
 simulates a population (events go straight to the transforms, not through
@@ -8,13 +8,11 @@ ingestion, which has its own benchmark), builds and materializes the feature
 tables, then times online reads.
 """
 
-import argparse
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -149,32 +147,3 @@ def bench_features(
         uncached_p50_ms=uncached_p50,
         uncached_p99_ms=uncached_p99,
     )
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=7000, help="simulated users (7000 × 30 days ≈ 1M events)")
-    parser.add_argument("--days", type=int, default=30, help="simulated days")
-    parser.add_argument("--seed", type=int, default=7, help="simulation seed")
-    parser.add_argument("--reads", type=int, default=300, help="timed online reads per kind")
-    parser.add_argument("--candidates", type=int, default=500, help="items per ranking-features read")
-    parser.add_argument("--redis-url", default=None, help="time the Redis online store instead of SQLite")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="fitrec-bench-features-") as scratch:
-        report = bench_features(
-            data_dir=Path(scratch),
-            users=args.users,
-            days=args.days,
-            seed=args.seed,
-            reads=args.reads,
-            candidates=args.candidates,
-            redis_url=args.redis_url,
-            progress=lambda msg: print(f"… {msg}", flush=True),
-        )
-    for line in report.lines():
-        print(line)
-    return asdict(report)
-
-
-if __name__ == "__main__":
-    main()

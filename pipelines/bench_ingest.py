@@ -1,6 +1,6 @@
 """Benchmark: events/s through validate + transform on simulated events.
 
-    python -m pipelines.bench_ingest --events 1000000
+    fitrec bench validate --events 1000000
 
 Simulated envelope dicts are turned into frames, validated by the Great Expectations
 suites and flattened into typed per-type frames, `chunk` events at a time, exactly
@@ -13,9 +13,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from pipelines.validation import events_frame, validate_events
 from pipelines.validation.suites import INTRODUCES, validator
@@ -112,18 +110,3 @@ def bench(events: int = 1_000_000, *, chunk: int = 200_000, days: int = 60, seed
         "small_batch_events": len(small),
         "small_batch_seconds": round(statistics.median(small_runs), 3),
     }
-
-
-def main(
-    events: Annotated[int, typer.Option(min=1, help="Simulated events to validate and transform.")] = 1_000_000,
-    chunk: Annotated[int, typer.Option(min=1, help="Events validated per batch.")] = 200_000,
-) -> None:
-    """Print events/s through validation + transform for simulated events."""
-    figures = bench(events, chunk=chunk)
-    width = max(len(k) for k in figures)
-    for key, value in figures.items():
-        typer.echo(f"{key:<{width}}  {value}")
-
-
-if __name__ == "__main__":
-    typer.run(main)

@@ -91,6 +91,18 @@ def features_build() -> None:
     console.print(f"features: {report.events} events → {report.rows_per_table} in {report.seconds:.1f}s")
 
 
+@features_app.command("freshness")
+def features_freshness_cmd() -> None:
+    """Age of the newest online value of each feature view (for monitoring)."""
+    from features.freshness import feature_freshness
+    from features.store import open_store
+
+    settings = PipelineSettings()
+    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
+    for view, age in sorted(feature_freshness(store).items()):
+        console.print(f"{view}: {'never materialized' if age == float('inf') else f'{age / 3600:.1f} h'}")
+
+
 @app.command()
 def train() -> None:
     """Train the LightGBM ranker, log it to MLflow and register it as champion."""
@@ -233,6 +245,31 @@ def events_load_served_cmd() -> None:
     )
     for problem in report.rejected:
         console.print(f"  rejected: {problem}")
+
+
+@bench_app.command("features")
+def bench_features_cmd(
+    users: UsersOpt = 7000,
+    days: DaysOpt = 30,
+    reads: Annotated[int, typer.Option(min=10, help="Timed online reads per kind.")] = 300,
+    redis_url: Annotated[str | None, typer.Option(help="Time the Redis online store instead of SQLite.")] = None,
+) -> None:
+    """Transform events/s, materialization time and online read p50/p99 (scratch data folder)."""
+    import tempfile
+
+    from pipelines.bench_features import bench_features
+
+    with tempfile.TemporaryDirectory(prefix="fitrec-bench-features-") as scratch:
+        report = bench_features(
+            data_dir=Path(scratch),
+            users=users,
+            days=days,
+            reads=reads,
+            redis_url=redis_url,
+            progress=lambda msg: console.print(f"… {msg}"),
+        )
+    for line in report.lines():
+        console.print(line)
 
 
 @bench_app.command("serve")
