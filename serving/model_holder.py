@@ -45,9 +45,9 @@ class ModelHolder:
                 return False
             if self._current is not None and self._current.version == str(version):
                 return False
-            mlflow.set_registry_uri(self._tracking_uri)
-            mlflow.set_tracking_uri(self._tracking_uri)
-            loaded = mlflow.pyfunc.load_model(f"models:/{self._name}/{version}")
+            # Load from the version's artifact location: no process-wide tracking URI is set
+            # (MLflow would also export it to the environment for everything else in the process).
+            loaded = mlflow.pyfunc.load_model(client.get_model_version_download_uri(self._name, version))
             # A single attribute assignment: readers see the old or the new model, never a mix.
             self._current = LoadedModel(version=str(version), ranker=loaded.unwrap_python_model())
             log.info("serving %s version %s", self._name, version)
