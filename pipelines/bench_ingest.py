@@ -9,32 +9,16 @@ not part of it). Simulation time is reported apart and excluded from the rate.
 """
 
 import statistics
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pipelines.validation import events_frame, validate_events
 from pipelines.validation.suites import INTRODUCES, validator
+from platform_api.catalogue.service import catalogue_items
 
 # Events per simulated user-day measured on the simulator; only used to size the population.
 _CALIBRATION = {"users": 200, "days": 30}
-
-
-def _catalogue_items() -> list[Any]:
-    from platform_api.catalogue.service import list_items, seed_catalogue
-    from platform_api.config import PlatformSettings
-    from platform_api.runtime import open_platform
-
-    with tempfile.TemporaryDirectory() as tmp:
-        platform = open_platform(PlatformSettings(FITREC_DATA_DIR=Path(tmp), DATABASE_URL=None))
-        try:
-            with platform.sessions() as session:
-                seed_catalogue(session)
-                return list_items(session)
-        finally:
-            platform.close()
 
 
 def bench(events: int = 1_000_000, *, chunk: int = 200_000, days: int = 60, seed: int = 7) -> dict[str, Any]:
@@ -42,7 +26,7 @@ def bench(events: int = 1_000_000, *, chunk: int = 200_000, days: int = 60, seed
     from training.simulator import simulate
 
     end = datetime.now(UTC).replace(microsecond=0)
-    items = _catalogue_items()
+    items = catalogue_items()
     known_items = {item.item_id for item in items}
 
     started = time.perf_counter()

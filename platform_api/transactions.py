@@ -41,24 +41,8 @@ def is_retryable(exc: BaseException) -> bool:
 
 def run_write(sessions: sessionmaker[Session], work: Callable[[Session], T], *, attempts: int = 8) -> T:
     """Run `work` in a fresh write transaction, commit, retry on lock/serialization failures."""
-    for attempt in range(attempts):
-        session = sessions()
-        try:
-            begin_write(session)
-            result = work(session)
-            session.commit()
-            return result
-        except DBAPIError as exc:
-            session.rollback()
-            if not is_retryable(exc) or attempt == attempts - 1:
-                raise
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-        time.sleep(min(0.5, 0.01 * 2**attempt) * random.random())
-    raise AssertionError("unreachable")  # pragma: no cover
+    with sessions() as session:
+        return retry_write(session, lambda: work(session), attempts=attempts)
 
 
 def retry_write(session: Session, work: Callable[[], T], *, attempts: int = 8) -> T:

@@ -8,7 +8,7 @@ from uuid import NAMESPACE_URL, uuid5
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from platform_api.catalogue.build import Catalogue, build_catalogue
+from platform_api.catalogue.build import Catalogue, ContentSpec, PlanSpec, build_catalogue
 from platform_api.catalogue.tables import ContentItem, WorkoutPlan
 from platform_api.events.ingest import store_events
 from platform_api.events.schemas import EventIn
@@ -71,36 +71,46 @@ def seed_catalogue(session: Session, *, catalogue: Catalogue | None = None) -> S
     return SeedResult(len(catalogue.content), len(catalogue.plans), len(new_content) + len(new_plans))
 
 
+def _plan_item(p: WorkoutPlan | PlanSpec) -> Item:
+    return Item(
+        item_id=p.id,
+        item_type="plan",
+        title=p.title,
+        category=p.category,
+        level=p.level,
+        goal=p.goal,
+        equipment=tuple(p.equipment),
+        muscles=tuple(p.muscles),
+        duration_min=p.minutes_per_session,
+        premium=p.premium,
+    )
+
+
+def _content_item(c: ContentItem | ContentSpec) -> Item:
+    return Item(
+        item_id=c.id,
+        item_type=c.kind,
+        title=c.title,
+        category=c.category,
+        level=c.level,
+        goal=None,
+        equipment=tuple(c.equipment),
+        muscles=tuple(c.primary_muscles),
+        duration_min=c.duration_min,
+        premium=c.premium,
+    )
+
+
 def list_items(session: Session) -> list[Item]:
     """Every ready item, plans first, in a stable order."""
     plans = session.scalars(select(WorkoutPlan).order_by(WorkoutPlan.id))
     content = session.scalars(select(ContentItem).where(ContentItem.status == "ready").order_by(ContentItem.id))
-    return [
-        Item(
-            item_id=p.id,
-            item_type="plan",
-            title=p.title,
-            category=p.category,
-            level=p.level,
-            goal=p.goal,
-            equipment=tuple(p.equipment),
-            muscles=tuple(p.muscles),
-            duration_min=p.minutes_per_session,
-            premium=p.premium,
-        )
-        for p in plans
-    ] + [
-        Item(
-            item_id=c.id,
-            item_type=c.kind,
-            title=c.title,
-            category=c.category,
-            level=c.level,
-            goal=None,
-            equipment=tuple(c.equipment),
-            muscles=tuple(c.primary_muscles),
-            duration_min=c.duration_min,
-            premium=c.premium,
-        )
-        for c in content
+    return [_plan_item(p) for p in plans] + [_content_item(c) for c in content]
+
+
+def catalogue_items(catalogue: Catalogue | None = None) -> list[Item]:
+    """The items `seed_catalogue` would store, in `list_items` order, without a database."""
+    catalogue = catalogue or build_catalogue()
+    return [_plan_item(p) for p in sorted(catalogue.plans, key=lambda p: p.id)] + [
+        _content_item(c) for c in sorted(catalogue.content, key=lambda c: c.id)
     ]

@@ -70,3 +70,13 @@ def test_malformed_events_are_rejected_with_reason(platform, override, fragment)
         assert [r.index for r in result.rejected] == [1]
         assert fragment.lower() in str(result.rejected[0].errors).lower()
         assert s.scalar(select(func.count()).select_from(EventLog)) == 1
+
+
+def test_seeded_catalogue_lists_the_items_built_without_a_database(platform) -> None:  # type: ignore[no-untyped-def]
+    from platform_api.catalogue.service import catalogue_items, list_items, seed_catalogue
+
+    with platform.sessions() as s:
+        first = seed_catalogue(s)
+        again = seed_catalogue(s)
+        assert first.created == first.content_items + first.plans and again.created == 0
+        assert list_items(s) == catalogue_items()

@@ -6,48 +6,12 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
-from platform_api.catalogue.build import build_catalogue
-from platform_api.catalogue.service import Item
+from platform_api.catalogue.service import Item, catalogue_items
 from platform_api.events.schemas import EventIn, HealthMetricSynced
 from training.simulator import Simulation, simulate
 
 # Not a midnight: the simulator walks calendar days inside an arbitrary window.
 END = datetime(2026, 3, 15, 13, 37, 21, tzinfo=UTC)
-
-
-def catalogue_items() -> list[Item]:
-    cat = build_catalogue()
-    plans = [
-        Item(
-            item_id=p.id,
-            item_type="plan",
-            title=p.title,
-            category=p.category,
-            level=p.level,
-            goal=p.goal,
-            equipment=tuple(p.equipment),
-            muscles=tuple(p.muscles),
-            duration_min=p.minutes_per_session,
-            premium=p.premium,
-        )
-        for p in cat.plans
-    ]
-    content = [
-        Item(
-            item_id=c.id,
-            item_type=c.kind,
-            title=c.title,
-            category=c.category,
-            level=c.level,
-            goal=None,
-            equipment=tuple(c.equipment),
-            muscles=tuple(c.primary_muscles),
-            duration_min=c.duration_min,
-            premium=c.premium,
-        )
-        for c in cat.content
-    ]
-    return plans + content
 
 
 @pytest.fixture(scope="module")
