@@ -41,6 +41,20 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
         yield lambda n: progress.advance(task, n)
 
 
+@contextmanager
+def step_progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A bar over a pipeline's named steps: the callback is progress(step, done, total)."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(step: str, done: int, total: int) -> None:
+            progress.update(task, description=f"{description}: {step}", completed=done, total=total)
+
+        yield update
+
+
 @app.command("seed")
 def seed_catalogue_cmd() -> None:
     """Load the exercise catalogue into content items and workout plans."""
@@ -86,8 +100,8 @@ def features_build() -> None:
     from pipelines.build_features import build_features
 
     settings = PipelineSettings()
-    with console.status("building features"):
-        report = build_features(settings)
+    with step_progress("features") as progress:
+        report = build_features(settings, progress=progress)
     console.print(f"features: {report.events} events → {report.rows_per_table} in {report.seconds:.1f}s")
 
 
@@ -109,8 +123,8 @@ def train() -> None:
     from pipelines.train import run_training
 
     settings = PipelineSettings()
-    with console.status("training ranker"):
-        report = run_training(settings)
+    with step_progress("training") as progress:
+        report = run_training(settings, progress=progress)
     m = report.metrics
     baselines = ", ".join(
         f"{name} {m[f'{name}_ndcg@10']:.3f}" for name in ("popularity", "random", "oracle") if f"{name}_ndcg@10" in m
