@@ -120,13 +120,20 @@ class Recommender(PythonModel):
             return np.empty(0, dtype=np.float64)
         return np.asarray(booster.predict(spec.encode(frame), num_threads=self.threads), dtype=np.float64)
 
-    def explain(self, frame: pd.DataFrame) -> list[str]:
-        """Per row, the feature that raised the score most ("" when no feature raised it)."""
+    def explain(self, frame: pd.DataFrame, *, relative: bool = False) -> list[str]:
+        """Per row, the feature that raised the score most ("" when no feature raised it).
+
+        With `relative`, contributions are measured against the rows' mean: the feature
+        that sets a row apart from the others (a feature that lifts every item of a
+        slate alike, such as owning the equipment, explains none of them).
+        """
         booster, spec = self._loaded()
         if len(frame) == 0:
             return []
         contrib = np.asarray(booster.predict(spec.encode(frame), pred_contrib=True, num_threads=self.threads))
         contrib = contrib[:, : len(spec.names)]  # the last column is the bias term
+        if relative and len(frame) > 1:
+            contrib = contrib - contrib.mean(axis=0)
         best = contrib.argmax(axis=1)
         top = contrib[np.arange(len(best)), best]
         return [spec.names[j] if v > 0 else "" for j, v in zip(best, top, strict=True)]

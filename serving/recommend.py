@@ -116,7 +116,7 @@ class Recommender:
         scores[~feasible(frame)] = -np.inf
         order = np.argsort(-scores, kind="stable")[:k]
         top = order[np.isfinite(scores[order])]
-        drivers = ranker.explain(frame.iloc[top])
+        drivers = ranker.explain(frame.iloc[top], relative=True)
         out = []
         for idx, driver in zip(top, drivers, strict=True):
             item = self.catalogue.by_id[candidates[idx]]

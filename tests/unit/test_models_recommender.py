@@ -75,6 +75,14 @@ def test_explain_names_the_feature_that_raised_the_score_most(recommender: Recom
     assert recommender.explain(rows.iloc[:0]) == []
 
 
+def test_relative_explanations_ignore_what_lifts_every_row(recommender: Recommender) -> None:
+    rows = pd.DataFrame(
+        {"fit": [0.99, 0.99], "level": ["beginner", "expert"], "premium": [True] * 2, "noise": [0.5] * 2}
+    )
+    assert recommender.explain(rows) == ["fit", "fit"]
+    assert recommender.explain(rows, relative=True)[1] == "level"
+
+
 def test_the_booster_is_never_pickled(recommender: Recommender) -> None:
     restored = pickle.loads(pickle.dumps(recommender))
     with pytest.raises(RuntimeError, match="no booster"):

@@ -37,7 +37,7 @@ class FakeRanker:
         self.calls += 1
         return frame["quality"].to_numpy(dtype=float)
 
-    def explain(self, frame: pd.DataFrame) -> list[str]:
+    def explain(self, frame: pd.DataFrame, *, relative: bool = False) -> list[str]:
         return ["category_affinity"] * len(frame)
 
 
