@@ -7,6 +7,7 @@ compute the same numbers.
 
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,10 @@ from features.schema import (
     MIX_COLUMNS,
     NO_EQUIPMENT,
 )
-from features.views import item_catalogue, user_engagement, user_health, user_profile, user_workout_stats
+
+if TYPE_CHECKING:
+    from feast import FeatureView
+    from feast.on_demand_feature_view import OnDemandFeatureView
 
 USER_INPUTS = (
     "fitness_level",
@@ -143,23 +147,26 @@ def fit_arrays(x: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     }
 
 
-@on_demand_feature_view(
-    sources=[
-        user_profile[["fitness_level", "equipment", "goal", "session_minutes"]],
-        user_health[["recovery_score"]],
-        user_engagement[[*CATEGORY_AFFINITY_COLUMNS, *LEVEL_AFFINITY_COLUMNS]],
-        user_workout_stats[list(MIX_COLUMNS)],
-        item_catalogue[list(ITEM_INPUTS)],
-    ],
-    schema=[Field(name=name, dtype=Float64) for name in FIT_FEATURES],
-    mode="pandas",
-    name="ranking_fit",
-    description="User × item fits: level, equipment, recovery-aware intensity, affinities, goal, duration",
-)
-def ranking_fit_view(inputs: pd.DataFrame) -> pd.DataFrame:
-    from features.on_demand import ranking_fit  # resolved at call time: the registry stores this body
+def on_demand_views(views: dict[str, "FeatureView"]) -> list["OnDemandFeatureView"]:
+    """The on-demand views over the given feature views (their projections carry the views' batch sources)."""
 
-    return ranking_fit(inputs)
+    # Defined per call: Feast's decorator re-homes the function it wraps (to pickle it by value).
+    def ranking_fit_view(inputs: pd.DataFrame) -> pd.DataFrame:
+        from features.on_demand import ranking_fit  # resolved at call time: the registry stores this body
 
+        return ranking_fit(inputs)
 
-ON_DEMAND_VIEWS = [ranking_fit_view]
+    odfv = on_demand_feature_view(
+        sources=[
+            views["user_profile"][["fitness_level", "equipment", "goal", "session_minutes"]],
+            views["user_health"][["recovery_score"]],
+            views["user_engagement"][[*CATEGORY_AFFINITY_COLUMNS, *LEVEL_AFFINITY_COLUMNS]],
+            views["user_workout_stats"][list(MIX_COLUMNS)],
+            views["item_catalogue"][list(ITEM_INPUTS)],
+        ],
+        schema=[Field(name=name, dtype=Float64) for name in FIT_FEATURES],
+        mode="pandas",
+        name="ranking_fit",
+        description="User × item fits: level, equipment, recovery-aware intensity, affinities, goal, duration",
+    )(ranking_fit_view)
+    return [odfv]

@@ -5,15 +5,16 @@ import threading
 import time
 from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from features.offline import read_source
 from features.on_demand import ITEM_INPUTS, USER_INPUTS, filled, fit_arrays
 from features.schema import ENTITY_KEYS, FILLS, TABLES, TIMESTAMP
 from features.services import RANKING_FEATURES, RANKING_SERVICE, RANKING_VIEW_FEATURES
+from features.store import offline_backend
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -44,7 +45,9 @@ def historical_features(
     handles some ten thousand rows a minute); engine="polars" does the same
     join (latest row at or before the timestamp, within the view's TTL) over
     the same registered sources with `join_asof`, for training sets of
-    millions of rows. A test holds both engines to the same output.
+    millions of rows. A test holds both engines to the same output. Both read
+    whichever offline store the store is configured with (parquet files, or
+    PostgreSQL, where Feast's join runs in the database).
     """
     missing = {"user_id", "item_id", TIMESTAMP} - set(entity_df.columns)
     if missing:
@@ -69,17 +72,63 @@ def _historical_feast(store: "FeatureStore", base: pd.DataFrame) -> pd.DataFrame
     # floored to the microsecond makes tied rows distinct without letting any
     # later feature row in. Ties beyond 1000 go to further Feast calls.
     stamps = pd.to_datetime(base[TIMESTAMP], utc=True).dt.floor("us")
-    tie = stamps.groupby(stamps).cumcount().to_numpy()
     service = store.get_feature_service(RANKING_SERVICE)
-    parts = []
-    for layer in range(int(tie.max()) // _NS_PER_US + 1):
-        rows = np.flatnonzero(tie // _NS_PER_US == layer)
-        query = base.loc[rows, ["user_id", "item_id"]].copy()
-        query[TIMESTAMP] = stamps.iloc[rows] + pd.to_timedelta(tie[rows] % _NS_PER_US, unit="ns")
-        query[_ROW] = rows
-        parts.append(store.get_historical_features(entity_df=query, features=service).to_df())
-    joined = pd.concat(parts).sort_values(_ROW).set_index(_ROW).reindex(np.arange(len(base)))
+    if offline_backend(store) == "postgres":
+        joined = _historical_postgres(store, base, stamps, service)
+    else:
+        tie = stamps.groupby(stamps).cumcount().to_numpy()
+        parts = []
+        for layer in range(int(tie.max()) // _NS_PER_US + 1):
+            rows = np.flatnonzero(tie // _NS_PER_US == layer)
+            query = base.loc[rows, ["user_id", "item_id"]].copy()
+            query[TIMESTAMP] = stamps.iloc[rows] + pd.to_timedelta(tie[rows] % _NS_PER_US, unit="ns")
+            query[_ROW] = rows
+            parts.append(store.get_historical_features(entity_df=query, features=service).to_df())
+        joined = pd.concat(parts)
+    joined = joined.sort_values(_ROW).set_index(_ROW).reindex(np.arange(len(base)))
     return fill_features(joined).reset_index(drop=True)
+
+
+def _historical_postgres(store: "FeatureStore", base: pd.DataFrame, stamps: pd.Series, service: Any) -> pd.DataFrame:
+    """Feast's point-in-time join in PostgreSQL, over entity rows this side uploads and analyzes.
+
+    The PostgreSQL offline store keeps every entity row (ties need no layering).
+    Feast would upload a DataFrame with row inserts into a table without
+    statistics, and the planner then joins it by nested loops (minutes for some
+    ten thousand rows); COPY and ANALYZE make the same query take seconds.
+    """
+    import uuid
+
+    import polars as pl
+    from feast.infra.utils.postgres.connection_utils import _get_conn
+
+    from features.postgres import copy_frame
+    from features.sources import FEATURE_SCHEMA
+
+    table = f'"{FEATURE_SCHEMA}"."entity_{uuid.uuid4().hex}"'
+    rows = pl.DataFrame(
+        {
+            "user_id": base["user_id"].astype(str).to_numpy(),
+            "item_id": base["item_id"].astype(str).to_numpy(),
+            TIMESTAMP: pl.from_pandas(stamps.reset_index(drop=True)).cast(pl.Datetime("us", "UTC")),
+            _ROW: np.arange(len(base), dtype=np.int64),
+        }
+    )
+    config = store.config.offline_store
+    with _get_conn(config) as conn:
+        conn.execute(
+            f'CREATE UNLOGGED TABLE {table} (user_id text, item_id text, "{TIMESTAMP}" timestamptz, "{_ROW}" bigint)'
+        )
+        copy_frame(conn, table, rows)
+        conn.execute(f"ANALYZE {table}")
+        conn.commit()
+    try:
+        query = f'SELECT user_id, item_id, "{TIMESTAMP}", "{_ROW}" FROM {table}'
+        return store.get_historical_features(entity_df=query, features=service).to_df()
+    finally:
+        with _get_conn(config) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.commit()
 
 
 def _historical_polars(store: "FeatureStore", base: pd.DataFrame) -> pd.DataFrame:
@@ -97,19 +146,14 @@ def _historical_polars(store: "FeatureStore", base: pd.DataFrame) -> pd.DataFram
         }
     ).sort(TIMESTAMP)
     needed = set(FIT_INPUTS) | {c for cols in RANKING_VIEW_FEATURES.values() for c in cols}
-    repo = store.config.repo_path
     for table, (entity, columns) in TABLES.items():
         cols = [c for c in columns if c in needed]
         if not cols:
             continue
         view = store.get_feature_view(table)
         key = ENTITY_KEYS[entity]
-        path = view.batch_source.path  # type: ignore[union-attr]
-        rows = (
-            pl.read_parquet(Path(str(repo)) / path if repo else path, columns=[key, TIMESTAMP, *cols])
-            .with_columns(pl.col(TIMESTAMP).cast(pl.Datetime("us", "UTC")))
-            .sort(TIMESTAMP)
-        )
+        assert view.batch_source is not None
+        rows = read_source(store, view.batch_source, [key, TIMESTAMP, *cols]).sort(TIMESTAMP)
         # Both sides are sorted by time just above; per-key sortedness follows from that.
         query = query.join_asof(
             rows, on=TIMESTAMP, by=key, strategy="backward", tolerance=view.ttl or None, check_sortedness=False

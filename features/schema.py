@@ -54,6 +54,12 @@ ENGAGEMENT_WEIGHTS = {
     "workout.started": 2.0,
     "workout.completed": 3.0,
 }
+# The event types the feature tables are built from; the rest of the log is not read.
+FEATURE_EVENT_TYPES: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        ("user.created", "workout.completed", "health_metric.synced", "recommendation.impression", *ENGAGEMENT_WEIGHTS)
+    )
+)
 # Prior mass that pulls affinities towards uniform for users with little history.
 AFFINITY_PRIOR = 2.0
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from features.schema import FIT_FEATURES, ITEM_STATS, USER_HEALTH
 
 if TYPE_CHECKING:
-    from feast import FeatureService
+    from feast import FeatureService, FeatureView
+    from feast.on_demand_feature_view import OnDemandFeatureView
 
 RANKING_SERVICE = "ranking_v1"
 
@@ -45,18 +46,17 @@ RANKING_VIEW_FEATURES: dict[str, tuple[str, ...]] = {
 }
 
 
-def ranking_v1() -> "FeatureService":
+def ranking_v1(views: dict[str, "FeatureView"], on_demand: dict[str, "OnDemandFeatureView"]) -> "FeatureService":
     from feast import FeatureService
-
-    from features.on_demand import ranking_fit_view
-    from features.views import FEATURE_VIEWS
 
     return FeatureService(
         name=RANKING_SERVICE,
-        features=[FEATURE_VIEWS[view][list(cols)] for view, cols in RANKING_VIEW_FEATURES.items()] + [ranking_fit_view],
+        features=[views[view][list(cols)] for view, cols in RANKING_VIEW_FEATURES.items()] + [on_demand["ranking_fit"]],
         description="Features of the LightGBM ranker, v1",
     )
 
 
-def feature_services() -> list["FeatureService"]:
-    return [ranking_v1()]
+def feature_services(
+    views: dict[str, "FeatureView"], on_demand: dict[str, "OnDemandFeatureView"]
+) -> list["FeatureService"]:
+    return [ranking_v1(views, on_demand)]

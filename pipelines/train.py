@@ -1,4 +1,9 @@
-"""Training step: event log → labels → point-in-time features → LambdaRank → held-out evaluation → MLflow champion."""
+"""Training step: validated events → labels → point-in-time features → LambdaRank → evaluation → MLflow champion.
+
+Labels come from the offline event store the feature build exports into (events
+that passed validation only); the point-in-time join runs on the configured
+offline store (parquet files, or PostgreSQL where Feast joins in the database).
+"""
 
 import time
 from collections import Counter
@@ -13,7 +18,7 @@ import sqlalchemy as sa
 from features.retrieval import historical_features
 from features.services import RANKING_FEATURES, RANKING_SERVICE
 from features.store import open_store
-from pipelines.build_features import read_events
+from pipelines.build_features import offline_url, read_validated_events
 from pipelines.config import PipelineSettings
 from platform_api.db import make_engine
 from platform_api.events.tables import EventLog
@@ -86,9 +91,11 @@ def run_training(
     engine = make_engine(settings.platform().sqlalchemy_url)
     try:
         lineage: dict[str, Any] = _log_summary(engine)
-        events: pl.DataFrame = read_events(engine, event_types=LABEL_EVENT_TYPES)
     finally:
         engine.dispose()
+    events: pl.DataFrame = read_validated_events(settings, LABEL_EVENT_TYPES)
+    if events.is_empty():
+        raise ValueError("no validated label events: run `fitrec features build` (it validates the event log) first")
 
     step(1)
     labels = build_labels(events)
@@ -101,7 +108,10 @@ def run_training(
     entity_df = pd.concat([frame.assign(split=name) for name, frame in parts.items()], ignore_index=True)
 
     step(2)
-    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
+    url = offline_url(settings)
+    store = open_store(
+        data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project, offline_url=url
+    )
     featured = historical_features(store, entity_df)
     train, valid, test = (featured[featured["split"] == name].reset_index(drop=True) for name in parts)
 
@@ -132,6 +142,8 @@ def run_training(
         {
             "label_event_types": list(LABEL_EVENT_TYPES),
             "label_events_read": int(events.height),
+            "label_events_source": "validated",
+            "offline_store": "postgres" if url else "file",
             "label_counts": {str(k): int(v) for k, v in sorted(label_counts.items())},
             "split": split.summary(),
             "positive_groups": {name: int(frame["request_id"].nunique()) for name, frame in parts.items()},

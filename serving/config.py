@@ -27,6 +27,9 @@ class ServingSettings(BaseSettings):
     candidates: int = Field(500, ge=10, le=5000, description="candidates scored per uncached request")
     model_refresh_s: int = Field(60, ge=0, description="how often to check the alias for a new version; 0 = never")
     served_flush_s: float = Field(1.0, gt=0, description="how often served slates are written to the served log")
+    push_interval_s: float = Field(
+        2.0, ge=0, description="how often new events are pushed into users' online features; 0 = never"
+    )
 
     @property
     def tracking_uri(self) -> str:

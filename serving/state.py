@@ -4,17 +4,19 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pandas as pd
 
 from features.retrieval import OnlineFeatureReader
 from features.store import open_store
-from platform_api.catalogue.service import list_items
+from platform_api.catalogue.service import Item, list_items
 from platform_api.errors import ApiError
 from platform_api.runtime import Platform, open_platform
 from serving.auth import KeyCache
 from serving.cache import Cache, make_cache
 from serving.config import ServingSettings
+from serving.feature_push import FeaturePusher
 from serving.model_holder import ModelHolder
 from serving.recommend import Catalogue, FeatureFetcher, Recommender
 from serving.served_log import ServedLog
@@ -33,9 +35,12 @@ class ServingState:
     served: ServedLog
     keys: KeyCache
     _stop: threading.Event
+    pusher: FeaturePusher | None = None
 
     def close(self) -> None:
         self._stop.set()
+        if self.pusher is not None:
+            self.pusher.stop()
         self.served.close()
         self.cache.close()
         self.platform.close()
@@ -54,6 +59,7 @@ def _features_missing(user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
 
 
 def start_serving(settings: ServingSettings) -> ServingState:
+    started_at = datetime.now(UTC)  # the feature pusher's watermark: older events are the batch build's
     platform = open_platform(settings.platform())
     store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
     with platform.sessions() as session:
@@ -85,6 +91,9 @@ def start_serving(settings: ServingSettings) -> ServingState:
         n_candidates=settings.candidates,
         on_served=served.record,
     )
+    pusher = None
+    if settings.push_interval_s and reader is not _features_missing:
+        pusher = _start_pusher(settings, platform, items, started_at)
     stop = threading.Event()
     if settings.model_refresh_s:
         threading.Thread(
@@ -99,4 +108,23 @@ def start_serving(settings: ServingSettings) -> ServingState:
         served=served,
         keys=KeyCache(),
         _stop=stop,
+        pusher=pusher,
     )
+
+
+def _start_pusher(
+    settings: ServingSettings, platform: Platform, items: list[Item], started_at: datetime
+) -> FeaturePusher:
+    from features.transforms import items_frame
+
+    # A store of its own: pushes write through another connection than the request threads read with.
+    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
+    pusher = FeaturePusher(
+        engine=platform.engine,
+        store=store,
+        items=items_frame(item.as_row() for item in items).select("item_id", "category", "level"),
+        interval_s=settings.push_interval_s,
+        started_at=started_at,
+    )
+    pusher.start()
+    return pusher

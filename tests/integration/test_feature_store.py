@@ -481,8 +481,9 @@ def test_production_profile_sql_registry_and_redis(built: Built, pg_url: str, re
 
 
 def test_read_events_from_postgresql(pg_url: str) -> None:
-    from pipelines.build_features import read_events
+    from features.schema import FEATURE_EVENT_TYPES
     from platform_api.config import PlatformSettings
+    from platform_api.events.read import read_events
 
     platform = open_platform(PlatformSettings(DATABASE_URL=pg_url))
     plan = Item("p1", "plan", "t", "strength", "beginner", "build_strength", (), (), 30, False)
@@ -490,9 +491,10 @@ def test_read_events_from_postgresql(pg_url: str) -> None:
         raw = [_workout("u9", plan, BASE + timedelta(hours=5), 30, 6), _event("user.email_verified", "u9", BASE)]
         assert ingest(session, raw=raw).stored == 2
         session.commit()
-    frame = read_events(platform.engine, user_ids=["u9"])
+    frame = read_events(platform.engine, user_ids=["u9"], event_types=FEATURE_EVENT_TYPES)
+    everything = read_events(platform.engine, user_ids=["u9"])
     platform.close()
-    assert frame.height == 1  # email verification feeds no feature
+    assert frame.height == 1 and everything.height == 2  # email verification feeds no feature
     row = frame.row(0, named=True)
     assert row["occurred_at"] == BASE + timedelta(hours=5) and row["item_id"] == "p1"
     assert json.loads(row["properties"])["duration_min"] == 30

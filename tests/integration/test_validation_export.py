@@ -1,4 +1,8 @@
-"""Event log → validated parquet partitions, quarantine and per-run reports, on SQLite and PostgreSQL."""
+"""Event log → validated offline event store, quarantine and per-run reports.
+
+On SQLite the store is parquet partitions under the data folder; on PostgreSQL it is
+tables in the same database (and no parquet file is written).
+"""
 
 import json
 import uuid
@@ -12,9 +16,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from pipelines.config import PipelineSettings
-from pipelines.event_export import export_events, read_watermark
-from pipelines.validation import ValidationConfig
-from pipelines.validation.stores import read_events, read_quarantine
+from pipelines.event_export import event_store, export_events, read_watermark
+from pipelines.validation.stores import EventStore
 from platform_api.catalogue.service import list_items, seed_catalogue
 from platform_api.events.ingest import ingest
 from platform_api.events.tables import EventLog
@@ -64,6 +67,13 @@ def env(db_url: str, tmp_path: Path) -> Iterator[tuple[PipelineSettings, Platfor
     platform.close()
 
 
+@pytest.fixture
+def store(env: tuple[PipelineSettings, Platform, list[str]]) -> Iterator[EventStore]:
+    opened = event_store(env[0])
+    yield opened
+    opened.close()
+
+
 def _ingest(platform: Platform, events: list[dict]) -> None:
     with platform.sessions() as session:
         result = ingest(session, raw=events)
@@ -71,11 +81,13 @@ def _ingest(platform: Platform, events: list[dict]) -> None:
     assert result.stored == len(events) and not result.rejected
 
 
-def _parquet_rows(settings: PipelineSettings) -> int:
-    return sum(pl.read_parquet(p).height for p in (settings.offline_dir / "events").rglob("*.parquet"))
+def _stored_rows(store: EventStore) -> int:
+    return sum(store.counts().values())
 
 
-def test_export_validates_partitions_quarantines_and_reports(env: tuple[PipelineSettings, Platform, list[str]]) -> None:
+def test_export_validates_partitions_quarantines_and_reports(
+    env: tuple[PipelineSettings, Platform, list[str]], store: EventStore
+) -> None:
     settings, platform, items = env
     good = [
         signup("u1", DAY1),
@@ -103,17 +115,23 @@ def test_export_validates_partitions_quarantines_and_reports(env: tuple[Pipeline
     first = export_events(settings, now=NOW)
     total = len(good) + 3 + content_ready
     assert (first.received, first.stored, first.quarantined, first.duplicates) == (total, total - 3, 3, 0)
+    postgres = settings.database_url is not None and settings.database_url.startswith("postgresql")
+    assert first.backend == ("postgresql" if postgres else "parquet")
 
-    workouts = read_events(settings.offline_dir, "workout.completed")
+    workouts = store.read_events("workout.completed")
     assert sorted(workouts["duration_min"].to_list()) == [30.0, 45.5]
     assert workouts.schema["total_sets"] == pl.Int64 and workouts.schema["occurred_at"] == pl.Datetime("us", "UTC")
-    dates = {p.name for p in (settings.offline_dir / "events" / "event_type=workout.completed").iterdir()}
-    assert dates == {f"date={DAY1.date()}", f"date={DAY2.date()}"}
-    health = read_events(settings.offline_dir, "health_metric.synced").row(0, named=True)
+    assert set(workouts["date"].to_list()) == {DAY1.date(), DAY2.date()}
+    if postgres:
+        assert not list(settings.offline_dir.rglob("*.parquet"))
+    else:
+        dates = {p.name for p in (settings.offline_dir / "events" / "event_type=workout.completed").iterdir()}
+        assert dates == {f"date={DAY1.date()}", f"date={DAY2.date()}"}
+    health = store.read_events("health_metric.synced").row(0, named=True)
     assert (health["steps"], health["resting_hr"], health["day"]) == (9000, 57.5, DAY2.date())
-    assert read_events(settings.offline_dir, "content.ready").height == content_ready
+    assert store.read_events("content.ready").height == content_ready
 
-    quarantine = read_quarantine(settings.data_dir / "quarantine")
+    quarantine = store.read_quarantine()
     reasons = {row["event_id"]: row["reasons"] for row in quarantine.iter_rows(named=True)}
     assert reasons == {
         ghost["event_id"]: ["user_id.known"],
@@ -130,10 +148,11 @@ def test_export_validates_partitions_quarantines_and_reports(env: tuple[Pipeline
     assert "rpe" in page and "expect" in page.lower()  # a GE data docs page for the suite that failed
 
     # Re-running exports nothing twice: what it re-reads is recognised as already handled.
-    rows = _parquet_rows(settings)
+    rows = _stored_rows(store)
+    assert rows == total - 3
     again = export_events(settings, now=NOW)
     assert (again.stored, again.quarantined, again.duplicates) == (0, 0, again.received)
-    assert _parquet_rows(settings) == rows and read_watermark(settings) == first.watermark
+    assert _stored_rows(store) == rows and read_watermark(settings) == first.watermark
 
     # New events only: u2's sign-up was exported by the first run, so u2 is known now.
     _ingest(platform, [workout("u2", NOW - timedelta(hours=1))])
@@ -145,10 +164,12 @@ def test_export_validates_partitions_quarantines_and_reports(env: tuple[Pipeline
     # A backfill from the beginning finds everything already handled.
     backfill = export_events(settings, since=NOW - timedelta(days=30), now=NOW + timedelta(minutes=1))
     assert backfill.received == total + 1 and backfill.duplicates == backfill.received
-    assert _parquet_rows(settings) == rows + 1
+    assert _stored_rows(store) == rows + 1
 
 
-def test_fitbit_import_exports_as_health_events(env: tuple[PipelineSettings, Platform, list[str]]) -> None:
+def test_fitbit_import_exports_as_health_events(
+    env: tuple[PipelineSettings, Platform, list[str]], store: EventStore
+) -> None:
     from platform_api.health.fitbit import FITBIT_DIR, import_fitbit
 
     settings, platform, _ = env
@@ -158,8 +179,8 @@ def test_fitbit_import_exports_as_health_events(env: tuple[PipelineSettings, Pla
     # The import registers its people (user.created), and 2016 is within the default age limit.
     report = export_events(settings, now=NOW)
     assert report.quarantined == 0
-    assert read_events(settings.offline_dir, "user.created")["user_id"].n_unique() == len(ids)
-    health = read_events(settings.offline_dir, "health_metric.synced")
+    assert store.read_events("user.created")["user_id"].n_unique() == len(ids)
+    health = store.read_events("health_metric.synced")
     assert health.height == imported.changed > 800
     assert health["user_id"].n_unique() == len(ids)
     assert health.filter(pl.col("steps") > 0).height > 800
