@@ -72,6 +72,7 @@ def read_source(store: "FeatureStore", source: "DataSource", columns: list[str])
     else:
         from feast.infra.utils.postgres.connection_utils import _get_conn
 
+        _needs_postgres(store, source)
         schema = _source_schema(store, source, columns)
         select = ", ".join(f'"{c}"' for c in columns)
         with _get_conn(store.config.offline_store) as conn:
@@ -112,7 +113,17 @@ def newest_stamp(store: "FeatureStore", source: "DataSource", until: datetime) -
     else:
         from feast.infra.utils.postgres.connection_utils import _get_conn
 
+        _needs_postgres(store, source)
         query = f'SELECT max("{TIMESTAMP}") FROM {source.get_table_query_string()} WHERE "{TIMESTAMP}" <= %s'  # type: ignore[attr-defined]
         with _get_conn(store.config.offline_store) as conn:
             newest = read_frame(conn, query, {"max": UTC_DATETIME}, (until,)).item()
     return newest if isinstance(newest, datetime) else None
+
+
+def _needs_postgres(store: "FeatureStore", source: "DataSource") -> None:
+    from features.store import offline_backend
+
+    if offline_backend(store) != "postgres":
+        raise ValueError(
+            f"{source.name} lives in PostgreSQL: open the store with offline_url=<the platform's PostgreSQL URL>"
+        )

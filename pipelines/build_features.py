@@ -34,6 +34,7 @@ __all__ = [
     "FEATURE_EVENT_TYPES",
     "FeatureBuildReport",
     "build_features",
+    "feature_store",
     "materialize",
     "offline_url",
     "read_validated_events",
@@ -66,6 +67,17 @@ class FeatureBuildReport:
 def offline_url(settings: PipelineSettings) -> str | None:
     """The URL the offline stores live in: the platform database when it is PostgreSQL, else none (files)."""
     return settings.database_url if is_postgres(settings.database_url) else None
+
+
+def feature_store(settings: PipelineSettings, *, registry_url: str | None = None) -> Any:
+    """The Feast store of these settings: offline store, online store and project as the build uses them."""
+    return open_store(
+        data_dir=settings.data_dir,
+        redis_url=settings.redis_url,
+        registry_url=registry_url,
+        project=settings.feast_project,
+        offline_url=offline_url(settings),
+    )
 
 
 def read_validated_events(settings: PipelineSettings, event_types: Iterable[str] = FEATURE_EVENT_TYPES) -> pl.DataFrame:
@@ -128,13 +140,7 @@ def build_features(
     write_tables(tables, settings.data_dir, url=url)
 
     step(4)
-    store = open_store(
-        data_dir=settings.data_dir,
-        redis_url=settings.redis_url,
-        registry_url=registry_url,
-        project=settings.feast_project,
-        offline_url=url,
-    )
+    store = feature_store(settings, registry_url=registry_url)
     apply_definitions(store)
 
     step(5)
@@ -184,12 +190,7 @@ def refresh_users(
     long-lived `store`/`engine` when calling often.
     """
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
-    store = store or open_store(
-        data_dir=settings.data_dir,
-        redis_url=settings.redis_url,
-        project=settings.feast_project,
-        offline_url=offline_url(settings),
-    )
+    store = store or feature_store(settings)
     own_engine = engine is None
     if engine is None:
         engine = open_platform(settings.platform(), migrate=False).engine

@@ -17,8 +17,7 @@ import sqlalchemy as sa
 
 from features.retrieval import historical_features
 from features.services import RANKING_FEATURES, RANKING_SERVICE
-from features.store import open_store
-from pipelines.build_features import offline_url, read_validated_events
+from pipelines.build_features import feature_store, offline_url, read_validated_events
 from pipelines.config import PipelineSettings
 from platform_api.db import make_engine
 from platform_api.events.tables import EventLog
@@ -109,9 +108,7 @@ def run_training(
 
     step(2)
     url = offline_url(settings)
-    store = open_store(
-        data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project, offline_url=url
-    )
+    store = feature_store(settings)
     featured = historical_features(store, entity_df)
     train, valid, test = (featured[featured["split"] == name].reset_index(drop=True) for name in parts)
 

@@ -6,10 +6,11 @@ events of the last PUSH_LOOKBACK from the event log, recomputes their user rows
 as of now with the batch build's transforms and pushes them to the online store,
 so the next uncached recommendation sees them.
 
-The watermark starts when the process starts: anything older is the last batch
-build's business. Each read goes back `overlap` before the watermark, since an
-ingestion transaction may commit after a later one (its rows then appear behind
-the watermark); ids already pushed are remembered for that long and skipped.
+The watermark starts when the process starts: anything received before is the
+last batch build's business. Each read goes back `overlap` before the watermark
+(never before the start), since an ingestion transaction may commit after a
+later one (its rows then appear behind the watermark); ids already pushed are
+remembered for that long and skipped.
 Events the contract refuses (written to the log by an older producer) are left
 out, as the batch validation would quarantine them.
 """
@@ -63,7 +64,8 @@ class FeaturePusher:
         self._store = store
         self._items = items  # item_id, category, level; None: read from the online catalogue per push
         self.interval_s = interval_s
-        self.watermark = (started_at or datetime.now(UTC)).astimezone(UTC)
+        self.started_at = (started_at or datetime.now(UTC)).astimezone(UTC)
+        self.watermark = self.started_at
         self._overlap = overlap
         self._pushed: dict[str, datetime] = {}  # event_id → received_at, for the overlap window
         self._stop = threading.Event()
@@ -76,7 +78,12 @@ class FeaturePusher:
         """One pass: find new trigger events, push their users' rows as of `now`; advance only on success."""
         started = time.perf_counter()
         now = (now or datetime.now(UTC)).astimezone(UTC)
-        new = read_events(self._engine, received_since=self.watermark - self._overlap, event_types=PUSH_TRIGGERS)
+        new = read_events(
+            self._engine,
+            received_since=max(self.watermark - self._overlap, self.started_at),
+            event_types=PUSH_TRIGGERS,
+            columns=("event_id", "user_id", "received_at"),
+        )
         if self._pushed:
             new = new.filter(~pl.col("event_id").is_in(list(self._pushed)))
         report = None

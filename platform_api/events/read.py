@@ -6,8 +6,9 @@ feature pusher and `refresh_users` read filtered slices (`read_events`).
 """
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
@@ -39,21 +40,20 @@ def select_events(
     received_since: datetime | None = None,
     user_ids: Iterable[str] | None = None,
     event_types: Iterable[str] | None = None,
-) -> sa.Select[tuple[str, str, str | None, str | None, datetime, datetime, str]]:
+    columns: Sequence[str] | None = None,
+) -> sa.Select[Any]:
     """The log's rows matching every filter given, oldest `received_at` first.
 
     `since`/`until` bound `occurred_at` (inclusive), `received_since` bounds
-    `received_at` (inclusive).
+    `received_at` (inclusive); `columns` (default all of LOG_SCHEMA) picks what is read.
     """
     t = EventLog.__table__.c
+    chosen = list(columns or LOG_SCHEMA)
+    unknown = set(chosen) - set(LOG_SCHEMA)
+    if unknown:
+        raise ValueError(f"no such event log columns: {sorted(unknown)}")
     stmt = sa.select(
-        t.event_id,
-        t.event_type,
-        t.user_id,
-        t.item_id,
-        t.occurred_at,
-        t.received_at,
-        sa.cast(t.properties, sa.Text).label("properties"),
+        *(sa.cast(t.properties, sa.Text).label("properties") if c == "properties" else t[c] for c in chosen)
     ).order_by(t.received_at, t.event_id)
     if event_types is not None:
         stmt = stmt.where(t.event_type.in_(list(event_types)))
@@ -77,15 +77,26 @@ def iter_events(
     received_since: datetime | None = None,
     user_ids: Iterable[str] | None = None,
     event_types: Iterable[str] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Iterator[pl.DataFrame]:
     """The matching rows in `received_at` order, `chunk_size` at a time (streamed, never loaded whole)."""
     stmt = select_events(
-        since=since, until=until, received_since=received_since, user_ids=user_ids, event_types=event_types
+        since=since,
+        until=until,
+        received_since=received_since,
+        user_ids=user_ids,
+        event_types=event_types,
+        columns=columns,
     )
+    schema = _schema(columns)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(stmt)
         for rows in result.partitions():
-            yield pl.DataFrame(rows, schema=LOG_SCHEMA, orient="row")
+            yield pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _schema(columns: Sequence[str] | None) -> pl.Schema:
+    return LOG_SCHEMA if columns is None else pl.Schema({c: LOG_SCHEMA[c] for c in columns})
 
 
 def read_events(
@@ -96,8 +107,9 @@ def read_events(
     received_since: datetime | None = None,
     user_ids: Iterable[str] | None = None,
     event_types: Iterable[str] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pl.DataFrame:
-    """The matching rows as one frame of LOG_SCHEMA (empty, with the schema, when none match)."""
+    """The matching rows as one frame of LOG_SCHEMA's columns (empty, with the schema, when none match)."""
     chunks = list(
         iter_events(
             engine,
@@ -106,9 +118,10 @@ def read_events(
             received_since=received_since,
             user_ids=user_ids,
             event_types=event_types,
+            columns=columns,
         )
     )
-    return pl.concat(chunks) if chunks else pl.DataFrame(schema=LOG_SCHEMA)
+    return pl.concat(chunks) if chunks else pl.DataFrame(schema=_schema(columns))
 
 
 def conforming(events: pl.DataFrame) -> pl.DataFrame:
