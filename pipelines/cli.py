@@ -95,24 +95,36 @@ def simulate(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7) -> No
 
 
 @features_app.command("build")
-def features_build() -> None:
-    """Turn the event log into feature tables, apply Feast definitions and materialize online."""
+def features_build(
+    export: Annotated[
+        bool, typer.Option(help="Validate new events first (--no-export rebuilds from what is already validated).")
+    ] = True,
+) -> None:
+    """Validate new events, build the feature tables from valid ones, apply Feast definitions, materialize."""
     from pipelines.build_features import build_features
 
     settings = PipelineSettings()
     with step_progress("features") as progress:
-        report = build_features(settings, progress=progress)
-    console.print(f"features: {report.events} events → {report.rows_per_table} in {report.seconds:.1f}s")
+        report = build_features(settings, progress=progress, export=export)
+    if report.export is not None:
+        e = report.export
+        console.print(
+            f"validated: received {e.received:,} = stored {e.stored:,} + quarantined {e.quarantined:,} "
+            f"+ duplicates {e.duplicates:,}; report: {e.report_path}"
+        )
+    tables = ", ".join(f"{name} {rows:,}" for name, rows in report.rows_per_table.items())
+    console.print(
+        f"features ({report.offline_store} offline store): {report.events:,} events → {tables} in {report.seconds:.1f}s"
+    )
 
 
 @features_app.command("freshness")
 def features_freshness_cmd() -> None:
     """Age of the newest online value of each feature view (for monitoring)."""
     from features.freshness import feature_freshness
-    from features.store import open_store
+    from pipelines.build_features import feature_store
 
-    settings = PipelineSettings()
-    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
+    store = feature_store(PipelineSettings())
     for view, age in sorted(feature_freshness(store).items()):
         console.print(f"{view}: {'never materialized' if age == float('inf') else f'{age / 3600:.1f} h'}")
 
@@ -236,14 +248,15 @@ def bench_validate_cmd(
 
 @events_app.command("export")
 def events_export_cmd() -> None:
-    """Validate new events (Great Expectations) into partitioned parquet; quarantine the rest with reasons."""
+    """Validate new events (Great Expectations) into the offline event store; quarantine the rest with reasons."""
     from pipelines.event_export import export_events
 
     with console.status("validating and exporting events"):
         report = export_events(PipelineSettings())
     console.print(
-        f"received {report.received:,} = stored {report.stored:,} + quarantined {report.quarantined:,} "
-        f"+ duplicates {report.duplicates:,} in {report.seconds:.1f}s; report: {report.report_path}"
+        f"{report.backend}: received {report.received:,} = stored {report.stored:,} "
+        f"+ quarantined {report.quarantined:,} + duplicates {report.duplicates:,} in {report.seconds:.1f}s; "
+        f"report: {report.report_path}"
     )
 
 
