@@ -25,6 +25,7 @@ class ServingSettings(BaseSettings):
     cache_prefix: str = "fitrec:"
     cache_max_entries: int = Field(100_000, ge=1, description="in-process cache size (embedded default)")
     candidates: int = Field(500, ge=10, le=5000, description="candidates scored per uncached request")
+    email_relay_s: int = Field(30, ge=0, description="how often unsent emails of the outbox are retried; 0 = never")
     model_refresh_s: int = Field(60, ge=0, description="how often to check the alias for a new version; 0 = never")
     served_flush_s: float = Field(1.0, gt=0, description="how often served slates are written to the served log")
     push_interval_s: float = Field(

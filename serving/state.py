@@ -2,7 +2,7 @@
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,7 +11,9 @@ import pandas as pd
 from features.retrieval import OnlineFeatureReader
 from features.store import open_store
 from platform_api.catalogue.service import Item, list_items
+from platform_api.email.factory import make_email_sender
 from platform_api.errors import ApiError
+from platform_api.outbox import relay_outbox
 from platform_api.runtime import Platform, open_platform
 from serving.auth import KeyCache
 from serving.cache import Cache, make_cache
@@ -46,12 +48,15 @@ class ServingState:
         self.platform.close()
 
 
-def _refresh_loop(models: ModelHolder, every_s: int, stop: threading.Event) -> None:
-    while not stop.wait(every_s):
-        try:
-            models.refresh()
-        except Exception:  # noqa: BLE001 - keep serving the current model; try again next tick
-            log.exception("model refresh failed")
+def _every(every_s: float, stop: threading.Event, work: Callable[[], object], name: str) -> None:
+    def loop() -> None:
+        while not stop.wait(every_s):
+            try:
+                work()
+            except Exception:  # noqa: BLE001 - keep serving; the next tick tries again
+                log.exception("%s failed", name)
+
+    threading.Thread(target=loop, daemon=True, name=name).start()
 
 
 def _features_missing(user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
@@ -96,9 +101,15 @@ def start_serving(settings: ServingSettings) -> ServingState:
         pusher = _start_pusher(settings, platform, items, started_at)
     stop = threading.Event()
     if settings.model_refresh_s:
-        threading.Thread(
-            target=_refresh_loop, args=(models, settings.model_refresh_s, stop), daemon=True, name="model-refresh"
-        ).start()
+        _every(settings.model_refresh_s, stop, models.refresh, "model-refresh")
+    if settings.email_relay_s:
+        # Emails are sent right after the write that queued them; this retries what failed then.
+        mailer = make_email_sender(
+            platform.settings.email_url.get_secret_value(),
+            sender=platform.settings.email_from,
+            sessions=platform.sessions,
+        )
+        _every(settings.email_relay_s, stop, lambda: relay_outbox(platform.sessions, mailer=mailer), "email-relay")
     return ServingState(
         settings=settings,
         platform=platform,
