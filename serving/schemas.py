@@ -49,3 +49,7 @@ class HealthPublic(BaseModel):
     model_version: str | None = Field(description="registry version serving now; null before the first training")
     cache: str = Field(examples=["redis", "memory"])
     database: str = Field(examples=["postgresql", "sqlite"])
+
+
+class FreshnessPublic(BaseModel):
+    views: dict[str, float | None] = Field(examples=[{"user_workout_stats": 412.5, "item_catalogue": 3600.0}])

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
+from feast import FeatureStore
 
+from features.postgres import is_postgres
 from features.retrieval import OnlineFeatureReader
 from features.store import open_store
 from platform_api.catalogue.service import Item, list_items
@@ -36,6 +38,7 @@ class ServingState:
     recommender: Recommender
     served: ServedLog
     keys: KeyCache
+    store: FeatureStore
     _stop: threading.Event
     pusher: FeaturePusher | None = None
 
@@ -66,7 +69,12 @@ def _features_missing(user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
 def start_serving(settings: ServingSettings) -> ServingState:
     started_at = datetime.now(UTC)  # the feature pusher's watermark: older events are the batch build's
     platform = open_platform(settings.platform())
-    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
+    store = open_store(
+        data_dir=settings.data_dir,
+        redis_url=settings.redis_url,
+        project=settings.feast_project,
+        offline_url=settings.database_url if is_postgres(settings.database_url) else None,
+    )
     with platform.sessions() as session:
         items = list_items(session)
 
@@ -118,6 +126,7 @@ def start_serving(settings: ServingSettings) -> ServingState:
         recommender=recommender,
         served=served,
         keys=KeyCache(),
+        store=store,
         _stop=stop,
         pusher=pusher,
     )

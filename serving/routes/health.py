@@ -1,9 +1,12 @@
 """Liveness and which model serves."""
 
+import math
+
 from fastapi import APIRouter
 
+from features.freshness import feature_freshness
 from serving.deps import StateDep
-from serving.schemas import HealthPublic
+from serving.schemas import FreshnessPublic, HealthPublic
 
 router = APIRouter(tags=["health"])
 
@@ -19,6 +22,13 @@ def health(state: StateDep) -> HealthPublic:
         cache="redis" if state.settings.redis_url else "memory",
         database=state.platform.engine.dialect.name,
     )
+
+
+@router.get("/health/features", response_model=FreshnessPublic)
+def feature_freshness_route(state: StateDep) -> FreshnessPublic:
+    """Age in seconds of the newest online value of each feature view (null: never materialized)."""
+    ages = feature_freshness(state.store)
+    return FreshnessPublic(views={view: None if math.isinf(age) else round(age, 1) for view, age in ages.items()})
 
 
 @router.get("/ping", include_in_schema=False)

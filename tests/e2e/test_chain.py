@@ -118,6 +118,9 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
         health = httpx.get(f"{base}/health").json()
         assert health["model_version"] == f"v{champion.version}"
         assert health["cache"] == ("redis" if settings.redis_url else "memory")
+        freshness = httpx.get(f"{base}/health/features").json()["views"]
+        assert {"user_workout_stats", "item_stats", "item_catalogue"} <= set(freshness)
+        assert all(age is not None and age >= 0 for age in freshness.values())
 
         anonymous = httpx.get(f"{base}/v1/users/u-00001/recommendations")
         assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthorized"

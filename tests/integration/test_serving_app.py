@@ -20,6 +20,7 @@ def test_fresh_app_reports_degraded_and_answers_503(tmp_path) -> None:  # type: 
     with TestClient(create_app(ServingSettings(FITREC_DATA_DIR=tmp_path, model_refresh_s=0))) as client:
         health = client.get("/health").json()
         assert health["status"] == "degraded" and health["model_version"] is None and health["database"] == "sqlite"
+        assert client.get("/health/features").json() == {"views": {}}
         answer = client.get("/v1/users/u-1/recommendations", headers={"X-API-Key": secret})
         assert answer.status_code == 503 and answer.json()["error"]["code"] == "model_unavailable"
         bad_k = client.get("/v1/users/u-1/recommendations?k=500", headers={"X-API-Key": secret})
