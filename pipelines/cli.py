@@ -33,12 +33,13 @@ PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port to serve the 
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+def progress_bar(description: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """A bar whose total is learnt on the way: yields (advance(n), set_total(n))."""
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
+        task = progress.add_task(description, total=None)
+        yield (lambda n: progress.advance(task, n)), (lambda n: progress.update(task, total=n))
 
 
 @contextmanager
@@ -83,9 +84,16 @@ def simulate(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7) -> No
     if not items:
         raise typer.BadParameter("the catalogue is empty: run `fitrec seed` first")
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    with progress_bar("simulating and ingesting events", None) as advance:
+    with progress_bar("simulating and ingesting events") as (advance, set_total):
         report = simulate_into_platform(
-            platform.sessions, items=items, users=users, days=days, seed=seed, end=end, progress=advance
+            platform.sessions,
+            items=items,
+            users=users,
+            days=days,
+            seed=seed,
+            end=end,
+            progress=advance,
+            on_total=set_total,
         )
     platform.close()
     console.print(
@@ -197,10 +205,14 @@ def import_fitbit_cmd(
 
 def _print_where(settings: PipelineSettings, host: str, port: int, key: str, user_id: str = "u-00001") -> None:
     base = f"http://{host}:{port}"
-    console.print(f"[bold]API docs[/]: {base}/docs")
-    console.print(f"[bold]Example[/]: curl -s -H 'X-API-Key: {key}' '{base}/v1/users/{user_id}/recommendations?k=10'")
-    console.print(f"[bold]MLflow UI[/]: .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
-    console.print(f"[bold]Data folder[/]: {settings.data_dir} (delete it to reset)")
+    # soft_wrap: commands stay on one line, so they can be copied whatever the terminal's width.
+    for label, text in (
+        ("API docs", f"{base}/docs"),
+        ("Example", f"curl -s -H 'X-API-Key: {key}' '{base}/v1/users/{user_id}/recommendations?k=10'"),
+        ("MLflow UI", f".venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"),
+        ("Data folder", f"{settings.data_dir} (delete it to reset)"),
+    ):
+        console.print(f"[bold]{label}[/]: {text}", soft_wrap=True)
 
 
 @app.command()
