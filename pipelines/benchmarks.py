@@ -7,25 +7,29 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
+import sqlalchemy as sa
 
 from pipelines.config import PipelineSettings
 from pipelines.simulate import simulate_into_platform
 from platform_api.catalogue.service import list_items, seed_catalogue
-from platform_api.config import PlatformSettings
+from platform_api.config import PlatformSettings, normalise_db_url
 from platform_api.runtime import open_platform
 
 
 def bench_ingestion(
     *, users: int, days: int, database_url: str | None = None, batch_size: int = 5000
 ) -> dict[str, float]:
-    """Simulated events through validation and committed inserts, in a scratch database folder."""
-    with tempfile.TemporaryDirectory() as scratch:
-        platform = open_platform(PlatformSettings(FITREC_DATA_DIR=Path(scratch), DATABASE_URL=database_url))
+    """Simulated events through validation and committed inserts, in a scratch database (and folder)."""
+    with tempfile.TemporaryDirectory() as scratch, scratch_database(database_url) as url:
+        platform = open_platform(PlatformSettings(FITREC_DATA_DIR=Path(scratch), DATABASE_URL=url))
         try:
             with platform.sessions() as session:
                 seed_catalogue(session)
@@ -37,6 +41,24 @@ def bench_ingestion(
         finally:
             platform.close()
     return {"events": report.events, "seconds": report.seconds, "events_per_s": report.events / report.seconds}
+
+
+@contextmanager
+def scratch_database(server_url: str | None) -> Iterator[str | None]:
+    """A new database on the server of `server_url` for the block, dropped after; None stays None (SQLite)."""
+    if server_url is None:
+        yield None
+        return
+    admin = sa.create_engine(normalise_db_url(server_url), isolation_level="AUTOCOMMIT")
+    name = f"fitrec_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def create_service_key(settings: PipelineSettings, *, name: str, scopes: list[str]) -> str:

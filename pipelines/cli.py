@@ -231,7 +231,9 @@ def demo(
 def bench_ingest_cmd(
     users: UsersOpt = 2000,
     days: DaysOpt = 60,
-    database_url: Annotated[str | None, typer.Option(help="Database to measure (default: SQLite)")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="A PostgreSQL server to measure on (a scratch database is made there)")
+    ] = None,
 ) -> None:
     """Events/s through validation and committed inserts (scratch database)."""
     from pipelines.benchmarks import bench_ingestion
