@@ -50,13 +50,19 @@ class FeatureSpec:
         if missing:
             raise KeyError(f"model input lacks feature columns: {missing}")
         out = np.empty((len(frame), len(self.names)), dtype=np.float64)
-        for j, name in enumerate(self.names):
-            column = frame[name]
-            if name in self.categorical:
-                codes = pd.Categorical(column.astype("string"), categories=list(self.categorical[name])).codes
-                out[:, j] = np.where(codes < 0, np.nan, codes)
-            else:
+        numeric = [j for j, name in enumerate(self.names) if name not in self.categorical]
+        block = frame[[self.names[j] for j in numeric]]
+        if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in block.dtypes):
+            # Serving's frames are one float block: a single copy instead of a conversion per column.
+            out[:, numeric] = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            for j in numeric:
+                column = frame[self.names[j]]
                 out[:, j] = pd.to_numeric(column, errors="coerce").astype(np.float64).to_numpy()
+        for j, name in enumerate(self.names):
+            if name in self.categorical:
+                codes = pd.Categorical(frame[name].astype("string"), categories=list(self.categorical[name])).codes
+                out[:, j] = np.where(codes < 0, np.nan, codes)
         return out
 
     def to_json(self) -> str:

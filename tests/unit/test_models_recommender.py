@@ -87,3 +87,14 @@ def test_the_booster_is_never_pickled(recommender: Recommender) -> None:
     restored = pickle.loads(pickle.dumps(recommender))
     with pytest.raises(RuntimeError, match="no booster"):
         restored.score(frame(3, seed=3))
+
+
+def test_encode_is_the_same_for_a_float_block_and_mixed_columns() -> None:
+    from models.recommender import FeatureSpec
+
+    floats = pd.DataFrame({"a": [1.0, np.nan, 3.0], "b": [0.5, 0.25, 0.0], "level": ["x", "y", None]})
+    mixed = floats.assign(a=pd.Series(["1", None, "3"], dtype=object))  # text numbers: the per-column path
+    spec = FeatureSpec.fit(floats, names=["a", "b", "level"], categorical=["level"])
+    fast, slow = spec.encode(floats), spec.encode(mixed)
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(fast[:, 2], [0, 1, np.nan])
