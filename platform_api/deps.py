@@ -109,8 +109,9 @@ def require_scope(scope: str) -> Callable[[Principal], Principal]:
 def get_email_sender(platform: PlatformDep) -> EmailSender:
     """The configured sender (cheap to build: it holds a URL or the session factory)."""
     settings = platform.settings
-    return make_email_sender(settings.email_url.get_secret_value(), sender=settings.email_from,
-                             sessions=platform.sessions)
+    return make_email_sender(
+        settings.email_url.get_secret_value(), sender=settings.email_from, sessions=platform.sessions
+    )
 
 
 EmailDep = Annotated[EmailSender, Depends(get_email_sender)]
