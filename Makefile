@@ -21,9 +21,12 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/fitrec serve
 
-## The whole test suite (uses DATABASE_URL / REDIS_URL when set, as CI does).
+## Static checks, then the whole test suite (uses DATABASE_URL / REDIS_URL when set, as CI does).
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)
