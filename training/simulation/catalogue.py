@@ -11,20 +11,14 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from features.schema import GOAL_CATEGORIES
+
 LEVELS = ("beginner", "intermediate", "expert")
 GOALS = ("lose_weight", "build_muscle", "build_strength", "endurance", "mobility", "general_fitness")
 ITEM_TYPES = ("plan", "exercise_guide", "video", "article")
 PLAN, GUIDE, VIDEO, ARTICLE = range(4)
 # Equipment everybody has at hand.
 FREE_EQUIPMENT = ("body only", "none")
-GOAL_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "build_strength": ("strength", "powerlifting", "olympic weightlifting", "strongman"),
-    "build_muscle": ("strength",),
-    "endurance": ("cardio", "plyometrics"),
-    "lose_weight": ("cardio", "plyometrics", "strength"),
-    "mobility": ("stretching",),
-    "general_fitness": ("strength", "stretching", "cardio", "plyometrics"),
-}
 
 
 class ItemLike(Protocol):
