@@ -32,7 +32,7 @@ def impression_events(line: dict[str, Any]) -> list[dict[str, Any]]:
             "event_type": "recommendation.impression",
             "user_id": line["user_id"],
             "item_id": item_id,
-            "occurred_at": line["served_at"],
+            "occurred_at": datetime.fromtimestamp(line["served_at"], UTC).isoformat(),  # epoch seconds
             "properties": {
                 "request_id": line["request_id"],
                 "position": position,

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 # (served_at epoch seconds, request_id, user_id, JSON of the served data list, model_version, surface)
 Served = tuple[float, str, str, bytes, str, str]
-LINE = b'{"served_at":"%s","request_id":"%s","user_id":%s,"model_version":"%s","surface":"%s","data":%s}\n'
+LINE = b'{"served_at":%.6f,"request_id":"%s","user_id":%s,"model_version":"%s","surface":"%s","data":%s}\n'
 
 
 class ServedLog:
@@ -56,7 +56,7 @@ class ServedLog:
         lines = b"".join(
             LINE
             % (
-                datetime.fromtimestamp(at, UTC).isoformat().encode(),
+                at,
                 rid.encode(),
                 json.dumps(uid).encode(),
                 version.encode(),
