@@ -10,6 +10,7 @@ import pytest
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+    from support import Inbox
 
 DEFAULT_PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -107,3 +108,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'platform.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[str, "Inbox"]]:
+    """A real SMTP server on a free loopback port: (smtp:// URL, inbox of received messages)."""
+    from aiosmtpd.controller import Controller
+    from support import Inbox, free_port
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{controller.port}", inbox
+    finally:
+        controller.stop()

@@ -1,7 +1,6 @@
 """The whole main job on a small population, on the embedded default and on PostgreSQL + Redis:
 events → features → trained, registered ranker → the running app serving a cached top-10."""
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import pytest
 import uvicorn
 from mlflow.tracking import MlflowClient
 from sqlalchemy import select
+from support import free_port
 
 from features.store import open_store
 from pipelines.build_features import build_features
@@ -30,12 +30,6 @@ from serving.config import ServingSettings
 from training.simulator import simulate
 
 USERS, DAYS, SEED = 300, 45, 11
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(params=["embedded", "production"])
@@ -75,7 +69,7 @@ def trained(profile: dict[str, str | None]) -> Iterator[tuple[PipelineSettings, 
 
 @contextmanager
 def _serve(settings: ServingSettings) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

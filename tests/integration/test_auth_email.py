@@ -1,15 +1,11 @@
 """The email adapter's contract, run against every implementation: the dev mailbox (on SQLite and
 PostgreSQL) and SMTP (against a real local SMTP server, aiosmtpd)."""
 
-import email
-import email.policy
-import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
+from support import Inbox, free_port
 
 from platform_api.config import PlatformSettings
 from platform_api.email.base import EmailError, EmailSender, OutgoingEmail, try_send
@@ -19,34 +15,6 @@ from platform_api.email.smtp import SmtpEmailSender
 from platform_api.runtime import Platform, open_platform
 
 SENDER = "fitrec <no-reply@fitrec.test>"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Inbox:
-    """aiosmtpd handler keeping every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))  # type: ignore[arg-type]
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[str, Inbox]]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield f"smtp://127.0.0.1:{controller.port}", inbox
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -1,10 +1,7 @@
 """Auth over HTTP on SQLite and on the real PostgreSQL: sign-up → verify (mail received over SMTP) →
 login → refresh rotation → reuse detection; logout; login rate limits; API key scopes; roles; ownership."""
 
-import email
-import email.policy
 import re
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from support import Inbox
 
 from platform_api.auth import service
 from platform_api.auth.ownership import get_owned, owned_by
@@ -48,32 +45,6 @@ AUTH_TABLES = {
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))  # type: ignore[arg-type]
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[str, Inbox]]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield f"smtp://127.0.0.1:{controller.port}", inbox
-    finally:
-        controller.stop()
 
 
 # Routes standing in for other routers: a scope-guarded service route, a trainer route, an owned resource.
