@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo serve test test-fast lint format clean-data
+.PHONY: install demo serve test test-fast reliability lint format clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+## On demand, not in CI: fuzz, faults under load, security checks, a 10-minute soak; prints one table.
+reliability: $(STAMP)
+	$(BIN)/fitrec check reliability
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m unit
