@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from platform_api.auth.proxies import trust_forwarded_headers
 from platform_api.errors import install_error_handlers
 from platform_api.routers import ROUTERS
 from serving.config import ServingSettings
@@ -24,7 +25,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            state.close()
+            await state.aclose()
 
     app = FastAPI(
         title="fitrec",
@@ -33,6 +34,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    trust_forwarded_headers(app, settings.platform().trusted_proxies)
     app.include_router(health.router)
     app.include_router(recommendations.router)
     for router in ROUTERS:

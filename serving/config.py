@@ -24,6 +24,17 @@ class ServingSettings(BaseSettings):
     cache_ttl_s: int = Field(300, ge=1, description="seconds a computed top-k stays cached")
     cache_prefix: str = "fitrec:"
     cache_max_entries: int = Field(100_000, ge=1, description="in-process cache size (embedded default)")
+    cache_timeout_ms: int = Field(50, ge=1, le=5000, description="timeout of each Redis cache call")
+    breaker_failures: int = Field(
+        3, ge=1, description="failed calls in a row that open a circuit (Redis cache, ranking path)"
+    )
+    breaker_reset_s: float = Field(
+        5.0, gt=0, description="seconds an open circuit waits before trying its dependency again"
+    )
+    rank_timeout_ms: int = Field(
+        2000, ge=1, description="longest an uncached ranking may take before popularity answers instead"
+    )
+    health_timeout_ms: int = Field(1000, ge=1, description="timeout of each dependency check of /health/ready")
     candidates: int = Field(500, ge=10, le=5000, description="candidates scored per uncached request")
     email_relay_s: int = Field(30, ge=0, description="how often unsent emails of the outbox are retried; 0 = never")
     model_refresh_s: int = Field(60, ge=0, description="how often to check the alias for a new version; 0 = never")

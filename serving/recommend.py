@@ -1,14 +1,18 @@
 """The recommendation path: cache → candidates → online features → scores → filters → top-k."""
 
+import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 
+import anyio
 import numpy as np
 import pandas as pd
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
 
 from platform_api.catalogue.service import Item
-from platform_api.errors import ApiError
 from serving.cache import Cache
 from serving.model_holder import LoadedModel, ModelHolder
 from serving.reasons import reason_for
@@ -18,6 +22,7 @@ from serving.schemas import RecommendationPublic
 FeatureFetcher = Callable[[str, Sequence[str]], pd.DataFrame]
 EQUIPMENT_FIT = "equipment_fit"
 MIN_EQUIPMENT_FIT = 0.5
+log = logging.getLogger(__name__)
 
 
 class Catalogue:
@@ -25,6 +30,7 @@ class Catalogue:
 
     def __init__(self, items: Sequence[Item], popularity: dict[str, float]) -> None:
         self.by_id = {i.item_id: i for i in items}
+        self.popularity = popularity
         self.ranked = sorted(self.by_id, key=lambda i: (-popularity.get(i, 0.0), i))
 
     def candidates(self, n: int) -> list[str]:
@@ -43,7 +49,28 @@ def feasible(frame: pd.DataFrame) -> np.ndarray:
     return ~(fit < MIN_EQUIPMENT_FIT)
 
 
+class FeaturesUnavailable(Exception):
+    """The online features cannot be read (not built yet, or the store is missing)."""
+
+
+# Why a fallback served an answer (RecommendationsPublic.fallback_reason).
+MODEL_UNAVAILABLE = "model_unavailable"
+FEATURES_UNAVAILABLE = "features_unavailable"
+RANKING_TIMEOUT = "ranking_timeout"
+RANKING_FAILED = "ranking_failed"
+POPULARITY_VERSION = "fallback:popularity"
+POPULARITY_REASON = "Popular this week"
+RANKING_CIRCUIT = "ranking"
+
+
 class Recommender:
+    """The whole answer: a cached slate, or a ranked one, or popularity when ranking cannot answer.
+
+    Ranking runs in worker threads with a timeout behind a circuit breaker: a failing or hung
+    feature store or model degrades the answer to popularity, never to an error, and while
+    the circuit is open no more threads are tied up waiting on it.
+    """
+
     def __init__(
         self,
         *,
@@ -55,54 +82,108 @@ class Recommender:
         cache_ttl_s: int,
         n_candidates: int,
         on_served: Callable[..., None] | None = None,
+        rank_timeout_s: float = 2.0,
+        breaker_failures: int = 3,
+        breaker_reset_s: float = 5.0,
+        rank_threads: int = 8,
     ) -> None:
         self.catalogue = catalogue
-        self._fetch = fetch_features
+        self.fetch_features = fetch_features
         self._models = models
         self._cache = cache
         self._prefix = cache_prefix
         self._ttl = cache_ttl_s
         self._n = n_candidates
         self._on_served = on_served
+        self._timeout = rank_timeout_s
+        self._breakers = AsyncCircuitBreakerFactory(default_threshold=breaker_failures, default_ttl=breaker_reset_s)
+        # Ranking threads of their own: hung rankings can never starve the platform's sync routes.
+        self._threads = anyio.CapacityLimiter(rank_threads)
+        self._last_failure = RANKING_FAILED
+        self._popular: dict[int, bytes] = {}
 
-    def lookup(self, user_id: str, *, k: int) -> tuple[LoadedModel, bytes | None]:
-        """The serving model and, on a cache hit, the cached slate."""
+    async def answer(self, user_id: str, *, k: int, surface: str = "home") -> bytes:
+        """The response body (RecommendationsPublic) of a user's top-k."""
         model = self._models.current
         if model is None:
-            raise ApiError(503, "no model is registered yet: run `fitrec train`", code="model_unavailable")
-        return model, self._cache.get(self._key(model, user_id, k))
+            return self._fallback(user_id, k=k, surface=surface, reason=MODEL_UNAVAILABLE)
+        key = self._key(model, user_id, k)
+        slate = await self._cache.get(key)
+        if slate is not None:
+            return self.respond(user_id, version=model.label, slate=slate, cached=True, surface=surface)
+        try:
+            async with await self._breakers.get_breaker(RANKING_CIRCUIT):
+                slate = await asyncio.wait_for(
+                    anyio.to_thread.run_sync(
+                        self.compute, user_id, k, model, limiter=self._threads, abandon_on_cancel=True
+                    ),
+                    self._timeout,
+                )
+        except OpenedState:
+            reason = self._last_failure
+        except Exception as exc:  # noqa: BLE001 - any failure of ranking degrades the answer to popularity
+            reason = _failure_reason(exc)
+            self._last_failure = reason
+            log.warning("ranking failed for %s (%s): popularity answers", user_id, reason, exc_info=exc)
+        else:
+            await self._cache.set(key, slate, self._ttl)
+            return self.respond(user_id, version=model.label, slate=slate, cached=False, surface=surface)
+        return self._fallback(user_id, k=k, surface=surface, reason=reason)
 
-    def compute(self, user_id: str, *, k: int, model: LoadedModel) -> bytes:
-        """Rank, cache and return the slate."""
-        data = self.rank(user_id, k=k, ranker=model.ranker)
-        data_json = json.dumps([d.model_dump() for d in data], separators=(",", ":")).encode()
-        # A slate is "<count>\n<JSON of the data list>": answers splice it without decoding it.
-        slate = b"%d\n" % len(data) + data_json
-        self._cache.set(self._key(model, user_id, k), slate, self._ttl)
-        return slate
+    def compute(self, user_id: str, k: int, model: LoadedModel) -> bytes:
+        """Rank and return the slate (blocking: runs in a worker thread)."""
+        return _slate(self.rank(user_id, k=k, ranker=model.ranker))
 
-    def respond(self, user_id: str, *, model: LoadedModel, slate: bytes, cached: bool, surface: str) -> bytes:
+    def respond(
+        self,
+        user_id: str,
+        *,
+        version: str,
+        slate: bytes,
+        cached: bool,
+        surface: str,
+        fallback_reason: str | None = None,
+    ) -> bytes:
         """The response body (RecommendationsPublic), spliced from the slate's JSON without re-encoding it."""
         count, _, data_json = slate.partition(b"\n")
         # Each request is its own ranking group, even when the slate comes from the cache.
         request_id = uuid.uuid4().hex
         if self._on_served is not None:
             self._on_served(
-                request_id=request_id, user_id=user_id, data_json=data_json, model_version=model.label, surface=surface
+                request_id=request_id, user_id=user_id, data_json=data_json, model_version=version, surface=surface
             )
         tail = json.dumps(
-            {"user_id": user_id, "request_id": request_id, "model_version": model.label, "cached": cached},
+            {
+                "user_id": user_id,
+                "request_id": request_id,
+                "model_version": version,
+                "cached": cached,
+                "fallback_reason": fallback_reason,
+            },
             separators=(",", ":"),
         )
         return b'{"data":' + data_json + b',"count":' + count + b"," + tail[1:].encode()
 
-    def recommend(self, user_id: str, *, k: int, surface: str = "home") -> bytes:
-        """The whole path in one call (the route splits it to keep ranking off the event loop)."""
-        model, slate = self.lookup(user_id, k=k)
-        cached = slate is not None
+    def _fallback(self, user_id: str, *, k: int, surface: str, reason: str) -> bytes:
+        slate = self._popular.get(k)
         if slate is None:
-            slate = self.compute(user_id, k=k, model=model)
-        return self.respond(user_id, model=model, slate=slate, cached=cached, surface=surface)
+            slate = self._popular[k] = _slate(self.popular(k))
+        return self.respond(
+            user_id, version=POPULARITY_VERSION, slate=slate, cached=False, surface=surface, fallback_reason=reason
+        )
+
+    def popular(self, k: int) -> list[RecommendationPublic]:
+        """The catalogue's most popular items: the answer when the model cannot rank."""
+        return [
+            RecommendationPublic(
+                item_id=item.item_id,
+                item_type=item.item_type,
+                title=item.title,
+                score=round(self.catalogue.popularity.get(item.item_id, 0.0), 6),
+                reason=POPULARITY_REASON,
+            )
+            for item in (self.catalogue.by_id[i] for i in self.catalogue.candidates(k))
+        ]
 
     def _key(self, model: LoadedModel, user_id: str, k: int) -> str:
         return f"{self._prefix}rec:{model.label}:{user_id}:{k}"
@@ -111,7 +192,7 @@ class Recommender:
         candidates = self.catalogue.candidates(self._n)
         if not candidates:
             return []
-        frame = self._fetch(user_id, candidates)
+        frame = self.fetch_features(user_id, candidates)
         scores = np.asarray(ranker.score(frame), dtype=float)
         scores[~feasible(frame)] = -np.inf
         order = np.argsort(-scores, kind="stable")[:k]
@@ -130,3 +211,17 @@ class Recommender:
                 )
             )
         return out
+
+
+def _slate(data: list[RecommendationPublic]) -> bytes:
+    # A slate is "<count>\n<JSON of the data list>": answers splice it without decoding it.
+    data_json = json.dumps([d.model_dump() for d in data], separators=(",", ":")).encode()
+    return b"%d\n" % len(data) + data_json
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return RANKING_TIMEOUT
+    if isinstance(exc, FeaturesUnavailable):
+        return FEATURES_UNAVAILABLE
+    return RANKING_FAILED

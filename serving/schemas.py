@@ -1,5 +1,7 @@
 """Response and request models of the serving API."""
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -16,8 +18,18 @@ class RecommendationsPublic(BaseModel):
     count: int
     user_id: str
     request_id: str
-    model_version: str
+    model_version: str = Field(
+        description='the registry version that ranked the answer ("v3"), or the fallback that served it '
+        '("fallback:popularity": the catalogue\'s most popular items, when the model cannot rank)'
+    )
     cached: bool
+    fallback_reason: str | None = Field(
+        None,
+        description="null when the model ranked the answer; otherwise why a fallback served it: "
+        "model_unavailable (no loadable model), features_unavailable (online features missing or unreachable), "
+        "ranking_timeout, ranking_failed",
+        examples=[None, "features_unavailable"],
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -37,18 +49,37 @@ class RecommendationsPublic(BaseModel):
                     "request_id": "3f0c…",
                     "model_version": "v3",
                     "cached": False,
+                    "fallback_reason": None,
                 }
             ]
         }
     }
 
 
+Status = Literal["ok", "degraded", "down"]
+
+
+class CheckPublic(BaseModel):
+    status: Status = Field(description="ok; degraded (works, but worse); down (unusable: a fallback stands in)")
+    latency_ms: float = Field(description="how long the check took", examples=[0.4])
+    detail: str | None = Field(None, description="what is wrong, or what was found", examples=["v3"])
+
+
 class HealthPublic(BaseModel):
-    status: str = Field(examples=["ok"])
+    status: Status = Field(
+        examples=["ok"],
+        description="ok: every dependency is fine; degraded: answers come from fallbacks somewhere; "
+        "down (HTTP 503): the platform database is unreachable, so no request can be authorised or served",
+    )
+    checks: dict[str, CheckPublic] = Field(description="database, cache, model, features")
     model_name: str
-    model_version: str | None = Field(description="registry version serving now; null before the first training")
+    model_version: str | None = Field(description="registry version serving now; null while popularity serves")
     cache: str = Field(examples=["redis", "memory"])
     database: str = Field(examples=["postgresql", "sqlite"])
+
+
+class LivePublic(BaseModel):
+    status: Literal["ok"] = "ok"
 
 
 class FreshnessPublic(BaseModel):

@@ -14,7 +14,6 @@ from features.retrieval import OnlineFeatureReader
 from features.store import open_store
 from platform_api.catalogue.service import Item, list_items
 from platform_api.email.factory import make_email_sender
-from platform_api.errors import ApiError
 from platform_api.outbox import relay_outbox
 from platform_api.runtime import Platform, open_platform
 from serving.auth import KeyCache
@@ -22,7 +21,7 @@ from serving.cache import Cache, make_cache
 from serving.config import ServingSettings
 from serving.feature_push import FeaturePusher
 from serving.model_holder import ModelHolder
-from serving.recommend import Catalogue, FeatureFetcher, Recommender
+from serving.recommend import Catalogue, FeatureFetcher, FeaturesUnavailable, Recommender
 from serving.served_log import ServedLog
 
 log = logging.getLogger(__name__)
@@ -38,17 +37,22 @@ class ServingState:
     recommender: Recommender
     served: ServedLog
     keys: KeyCache
-    store: FeatureStore
+    store: FeatureStore | None
+    feature_problem: str | None  # why recommendations cannot use the online features (None: they can)
     _stop: threading.Event
     pusher: FeaturePusher | None = None
 
     def close(self) -> None:
+        """Stop the background work and free what is held (the async cache closes in `aclose`)."""
         self._stop.set()
         if self.pusher is not None:
             self.pusher.stop()
         self.served.close()
-        self.cache.close()
         self.platform.close()
+
+    async def aclose(self) -> None:
+        await self.cache.close()
+        self.close()
 
 
 def _every(every_s: float, stop: threading.Event, work: Callable[[], object], name: str) -> None:
@@ -62,50 +66,84 @@ def _every(every_s: float, stop: threading.Event, work: Callable[[], object], na
     threading.Thread(target=loop, daemon=True, name=name).start()
 
 
-def _features_missing(user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
-    raise ApiError(503, "features are not built yet: run `fitrec features build`", code="features_unavailable")
+@dataclass
+class Features:
+    reader: FeatureFetcher
+    popularity: dict[str, float]
+    problem: str | None
+    built: bool = True
+
+
+def _features_missing(reason: str) -> FeatureFetcher:
+    def fetch(user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
+        raise FeaturesUnavailable(reason)
+
+    return fetch
+
+
+def _open_features(settings: ServingSettings, items: list[Item]) -> tuple[FeatureStore | None, Features]:
+    """The feature store and popularity, or what is missing and why (never raises: serving goes on)."""
+    try:
+        store = open_store(
+            data_dir=settings.data_dir,
+            redis_url=settings.redis_url,
+            project=settings.feast_project,
+            offline_url=settings.database_url if is_postgres(settings.database_url) else None,
+        )
+        built = bool(store.list_feature_views())
+    except Exception as exc:  # noqa: BLE001 - a missing or broken store degrades answers to popularity
+        log.exception("the feature store cannot be opened: recommendations fall back to popularity")
+        return None, Features(_features_missing(str(exc)), {}, f"feature store cannot be opened: {exc}", built=False)
+    if not built:
+        problem = "the feature store is empty: run `fitrec features build`"
+        log.warning("%s; recommendations fall back to popularity", problem)
+        return store, Features(_features_missing(problem), {}, problem, built=False)
+    reader = OnlineFeatureReader(store)
+    popularity: dict[str, float] = {}
+    unreachable: str | None = None
+    if items:
+        # Candidate order: recent popularity as materialized in the online store (also warms the item rows).
+        try:
+            popularity = reader("", [i.item_id for i in items])[POPULARITY_FEATURE].to_dict()
+        except Exception as exc:  # noqa: BLE001 - an unreachable online store must not stop start-up
+            unreachable = f"online store unreachable at start-up (candidates in catalogue order): {exc}"
+            log.exception("%s", unreachable)
+    return store, Features(reader, popularity, unreachable)
 
 
 def start_serving(settings: ServingSettings) -> ServingState:
+    """Everything serving needs; only the platform database is required, the rest degrades."""
     started_at = datetime.now(UTC)  # the feature pusher's watermark: older events are the batch build's
     platform = open_platform(settings.platform())
-    store = open_store(
-        data_dir=settings.data_dir,
-        redis_url=settings.redis_url,
-        project=settings.feast_project,
-        offline_url=settings.database_url if is_postgres(settings.database_url) else None,
-    )
     with platform.sessions() as session:
         items = list_items(session)
-
-    reader: FeatureFetcher = OnlineFeatureReader(store)
-    # Candidate order: recent popularity as materialized in the online store (also warms the item rows).
-    popularity: dict[str, float] = {}
-    if not store.list_feature_views():
-        log.warning(
-            "the feature store is empty: recommendations answer 503 until `fitrec features build` and a restart"
-        )
-        reader = _features_missing
-    elif items:
-        rows = reader("", [i.item_id for i in items])
-        popularity = rows[POPULARITY_FEATURE].to_dict()
-    cache = make_cache(settings.cache_url, max_entries=settings.cache_max_entries)
+    store, features = _open_features(settings, items)
+    cache = make_cache(
+        settings.cache_url,
+        max_entries=settings.cache_max_entries,
+        timeout_s=settings.cache_timeout_ms / 1000,
+        breaker_failures=settings.breaker_failures,
+        breaker_reset_s=settings.breaker_reset_s,
+    )
     models = ModelHolder(tracking_uri=settings.tracking_uri, name=settings.model_name, alias=settings.model_alias)
     models.refresh()
     served = ServedLog(settings.served_log_dir, flush_s=settings.served_flush_s)
     served.start()
     recommender = Recommender(
-        catalogue=Catalogue(items, popularity),
-        fetch_features=reader,
+        catalogue=Catalogue(items, features.popularity),
+        fetch_features=features.reader,
         models=models,
         cache=cache,
         cache_prefix=settings.cache_prefix,
         cache_ttl_s=settings.cache_ttl_s,
         n_candidates=settings.candidates,
         on_served=served.record,
+        rank_timeout_s=settings.rank_timeout_ms / 1000,
+        breaker_failures=settings.breaker_failures,
+        breaker_reset_s=settings.breaker_reset_s,
     )
     pusher = None
-    if settings.push_interval_s and reader is not _features_missing:
+    if settings.push_interval_s and features.built:
         pusher = _start_pusher(settings, platform, items, started_at)
     stop = threading.Event()
     if settings.model_refresh_s:
@@ -127,6 +165,7 @@ def start_serving(settings: ServingSettings) -> ServingState:
         served=served,
         keys=KeyCache(),
         store=store,
+        feature_problem=features.problem,
         _stop=stop,
         pusher=pusher,
     )

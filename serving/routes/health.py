@@ -1,33 +1,37 @@
-"""Liveness and which model serves."""
+"""Liveness, readiness (each dependency, honestly) and which model serves."""
 
 import math
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from features.freshness import feature_freshness
 from serving.deps import StateDep
-from serving.schemas import FreshnessPublic, HealthPublic
+from serving.readiness import readiness
+from serving.schemas import FreshnessPublic, HealthPublic, LivePublic
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=HealthPublic)
-def health(state: StateDep) -> HealthPublic:
-    """Whether the app is up, and which registry version of the model serves."""
-    model = state.models.current
-    return HealthPublic(
-        status="ok" if model else "degraded",
-        model_name=state.settings.model_name,
-        model_version=model.label if model else None,
-        cache="redis" if state.settings.redis_url else "memory",
-        database=state.platform.engine.dialect.name,
-    )
+@router.get("/health/live", response_model=LivePublic)
+async def live() -> LivePublic:
+    """Whether the process is up and answering (nothing else is checked)."""
+    return LivePublic()
+
+
+@router.get("/health/ready", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
+@router.get("/health", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
+async def ready(state: StateDep, response: Response) -> HealthPublic:
+    """Each dependency's status and latency, and overall ok, degraded or down (503: cannot serve at all)."""
+    report = await readiness(state)
+    if report.status == "down":
+        response.status_code = 503
+    return report
 
 
 @router.get("/health/features", response_model=FreshnessPublic)
 def feature_freshness_route(state: StateDep) -> FreshnessPublic:
     """Age in seconds of the newest online value of each feature view (null: never materialized)."""
-    ages = feature_freshness(state.store)
+    ages = feature_freshness(state.store) if state.store is not None else {}
     return FreshnessPublic(views={view: None if math.isinf(age) else round(age, 1) for view, age in ages.items()})
 
 

@@ -9,7 +9,6 @@ declares them for the OpenAPI document by hand.
 import re
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from platform_api.errors import ERROR_SCHEMA, ApiError
 from serving.auth import ensure_can_read, reader
@@ -68,14 +67,10 @@ def parse_request(request: Request) -> tuple[str, int, str]:
     openapi_extra={"parameters": PARAMETERS, "security": [{"APIKeyHeader": []}, {"HTTPBearer": []}]},
 )
 async def get_recommendations(request: Request) -> Response:
-    """A user's top-k items, scored by the champion model and cached for a few minutes."""
+    """A user's top-k items, scored by the champion model and cached for a few minutes (popularity if it cannot)."""
     user_id, k, surface = parse_request(request)
     principal = await reader(request)
     ensure_can_read(principal, user_id)
     recommender: Recommender = request.app.state.serving.recommender
-    model, slate = recommender.lookup(user_id, k=k)
-    cached = slate is not None
-    if slate is None:
-        slate = await run_in_threadpool(recommender.compute, user_id, k=k, model=model)
-    body = recommender.respond(user_id, model=model, slate=slate, cached=cached, surface=surface)
+    body = await recommender.answer(user_id, k=k, surface=surface)
     return Response(body, media_type="application/json")

@@ -1,13 +1,12 @@
 """The recommendation path with fakes for the model and the features (pure logic)."""
 
+import asyncio
 import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from platform_api.catalogue.service import Item
-from platform_api.errors import ApiError
 from serving.cache import MemoryCache
 from serving.model_holder import LoadedModel
 from serving.recommend import Catalogue, Recommender
@@ -73,11 +72,12 @@ def _recommender(ranker: FakeRanker | None, served: list[dict]) -> Recommender: 
 def test_top_k_by_score_filters_infeasible_and_caches() -> None:
     ranker, served = FakeRanker(), []
     rec = _recommender(ranker, served)
-    first = RecommendationsPublic.model_validate_json(rec.recommend("u-1", k=3))
+    first = RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-1", k=3)))
     assert [d.item_id for d in first.data] == ["it-19", "it-18", "it-17"]  # it-99 scores highest but needs a barbell
     assert first.cached is False and first.model_version == "v3" and first.count == 3
+    assert first.fallback_reason is None
     assert first.data[0].reason == "Because you like cardio"
-    second = RecommendationsPublic.model_validate_json(rec.recommend("u-1", k=3))
+    second = RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-1", k=3)))
     assert second.cached is True and second.data == first.data and ranker.calls == 1
     assert second.request_id != first.request_id
     assert [[d["item_id"] for d in json.loads(s["data_json"])] for s in served] == [["it-19", "it-18", "it-17"]] * 2
@@ -89,7 +89,9 @@ def test_candidates_follow_popularity() -> None:
     assert catalogue.candidates(3) == ["it-3", "it-1", "it-0"]
 
 
-def test_no_model_is_a_503() -> None:
-    with pytest.raises(ApiError) as err:
-        _recommender(None, []).recommend("u-1", k=10)
-    assert err.value.status == 503
+def test_no_model_answers_popularity() -> None:
+    served: list[dict] = []  # type: ignore[type-arg]
+    answer = RecommendationsPublic.model_validate_json(asyncio.run(_recommender(None, served).answer("u-1", k=3)))
+    assert answer.model_version == "fallback:popularity" and answer.fallback_reason == "model_unavailable"
+    assert [d.item_id for d in answer.data] == ["it-0", "it-1", "it-10"]  # it-0 is the most popular
+    assert served[0]["model_version"] == "fallback:popularity"
