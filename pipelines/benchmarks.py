@@ -116,6 +116,7 @@ def bench_serving(settings: PipelineSettings, *, seconds: int = 10, connections:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--no-proxy-headers",  # forwarded headers are the app's business (platform_api.auth.proxies)
         ]
     )
     base = f"http://127.0.0.1:{port}"

@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -15,7 +15,7 @@ from pipelines.config import PipelineSettings
 app = typer.Typer(help="fitrec: recommendation and training platform of a fitness app.", no_args_is_help=True)
 features_app = typer.Typer(help="Build and inspect the Feast feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
-admin_app = typer.Typer(help="Administration: service API keys.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administration: service API keys and accounts.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 health_app = typer.Typer(help="Health data imports.", no_args_is_help=True)
 app.add_typer(health_app, name="health")
@@ -166,7 +166,9 @@ def _run_server(host: str, port: int, *, key: str | None) -> None:
     import uvicorn
 
     _print_where(PipelineSettings(), host, port, key=key or "<fitrec admin create-key --name …>")
-    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, log_level="info")
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from loopback; the app trusts only
+    # FITREC_PLATFORM_TRUSTED_PROXIES (platform_api.auth.proxies).
+    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 def _create_key(name: str, scopes: list[str]) -> str:
@@ -184,6 +186,40 @@ def create_key_cmd(
 ) -> None:
     """Create a service API key; its secret is shown once."""
     console.print(_create_key(name, scope))
+
+
+@admin_app.command("create-user")
+def create_user_cmd(
+    email: Annotated[str, typer.Option(help="The account's email address (marked verified).")],
+    role: Annotated[Literal["user", "trainer", "admin"], typer.Option(help="The account's role.")] = "user",
+) -> None:
+    """Create an account with a verified email, e.g. the first admin. The password is asked for (read from
+    stdin when it is not a terminal), never taken as an argument."""
+    import sys
+
+    from pydantic import ValidationError
+
+    from platform_api.auth.service import create_user
+    from platform_api.errors import ApiError
+    from platform_api.runtime import open_platform
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    platform = open_platform(PipelineSettings().platform())
+    try:
+        with platform.sessions() as session:
+            user = create_user(session, email=email, password=password, role=role)
+    except ValidationError as exc:  # the messages never repeat the input
+        console.print(f"[red]refused[/]: {'; '.join(e['msg'] for e in exc.errors())}")
+        raise typer.Exit(1) from exc
+    except ApiError as exc:
+        console.print(f"[red]refused[/]: {exc.message}")
+        raise typer.Exit(1) from exc
+    finally:
+        platform.close()
+    console.print(f"created {user.email} ({user.role}), id {user.id}")
 
 
 @health_app.command("import-fitbit")

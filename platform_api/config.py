@@ -1,13 +1,17 @@
 """Settings of the platform API (the transactional side)."""
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_PLACEHOLDER = "dev-only-placeholder-change-me-0000000"  # >= 32 bytes: a valid HS256 key
+# Secrets that must be real outside dev; the payment ones only when payments are live (always, outside dev).
+REQUIRED_SECRETS = ("jwt_secret", "encryption_key")
+LIVE_PAYMENT_SECRETS = ("stripe_api_key", "stripe_webhook_secret", "regional_api_key", "regional_webhook_secret")
 
 
 class OidcProvider(BaseModel):
@@ -36,9 +40,32 @@ class PlatformSettings(BaseSettings):
     access_token_ttl_s: int = Field(900, ge=60, le=3600)
     refresh_token_ttl_days: int = Field(30, ge=1, le=365)
     email_verification_ttl_h: int = Field(48, ge=1, le=24 * 14)
-    login_window_s: int = Field(900, ge=10)  # sliding window of the login rate limiter
-    login_max_failures_per_account: int = Field(5, ge=1)
-    login_max_failures_per_address: int = Field(30, ge=1)
+    # Sign-in limits (policy in platform_api.auth.ratelimit), failures counted over a sliding window:
+    login_window_s: int = Field(900, ge=10, description="sliding window of the sign-in limits, seconds")
+    login_max_failures_per_account_address: int = Field(
+        5, ge=1, description="failed sign-ins to one account from one address: then that address waits"
+    )
+    login_max_failures_per_account: int = Field(
+        100,
+        ge=1,
+        description="failed sign-ins to one account from all addresses together (distributed guessing): then "
+        "only addresses the account signed in from within login_known_address_days may still try",
+    )
+    login_max_failures_per_address: int = Field(
+        30, ge=1, description="failed sign-ins from one address to any accounts (credential stuffing)"
+    )
+    login_known_address_days: int = Field(
+        30, ge=1, le=365, description="how long a successful sign-in exempts its address from the account-wide limit"
+    )
+    # Sign-up and verification resend, each counted per client address and per email (every request counts):
+    signup_window_s: int = Field(3600, ge=10, description="sliding window of the sign-up and resend limits, seconds")
+    signup_max_per_address: int = Field(20, ge=1, description="sign-ups (and, apart, resends) per client address")
+    signup_max_per_email: int = Field(3, ge=1, description="sign-ups (and, apart, resends) per email address")
+    # Client addresses come from X-Forwarded-For only when the peer is one of these (IPs or CIDR networks,
+    # comma-separated in FITREC_PLATFORM_TRUSTED_PROXIES); empty: the peer is the client, headers are ignored.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="proxies whose X-Forwarded-For is believed (IPs or CIDR networks)"
+    )
     # OIDC sign-in providers by name (google, apple), e.g. as JSON in FITREC_PLATFORM_OIDC_PROVIDERS:
     # {"google": {"issuers": ["https://accounts.google.com", "accounts.google.com"],
     #   "audiences": ["<client id>"], "jwks_uri": "https://www.googleapis.com/oauth2/v3/certs"}}
@@ -51,7 +78,8 @@ class PlatformSettings(BaseSettings):
     storage_url: str | None = None
     s3_endpoint_url: str | None = None  # S3-compatible endpoint (MinIO, moto); None = AWS
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024)
-    # --- payments: "sandbox" (embedded: a local gateway confirming by signed webhook) or "live" (Stripe + regional)
+    # --- payments: "sandbox" (embedded: a local gateway confirming by signed webhook; dev only, refused elsewhere)
+    # or "live" (Stripe + regional; outside dev its four secrets must be set)
     payment_mode: Literal["sandbox", "live"] = "sandbox"
     stripe_api_key: SecretStr = SecretStr(DEV_PLACEHOLDER)
     stripe_webhook_secret: SecretStr = SecretStr(DEV_PLACEHOLDER)
@@ -64,20 +92,35 @@ class PlatformSettings(BaseSettings):
     # --- entitlements
     trial_days: int = Field(14, ge=0, le=90)
 
-    @model_validator(mode="after")
-    def _refuse_placeholders(self) -> "PlatformSettings":
-        if self.environment != "dev":
-            for name in ("jwt_secret", "encryption_key"):
-                if getattr(self, name).get_secret_value() == DEV_PLACEHOLDER:
-                    raise ValueError(f"{name} must be set outside dev (FITREC_PLATFORM_{name.upper()})")
-        return self
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        # Only addresses and networks: "*" or a host name would make every peer (or a spoofable one) a proxy.
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {proxy!r} is not an IP address or CIDR network") from exc
+        return value
 
     @model_validator(mode="after")
-    def _live_payments_need_secrets(self) -> "PlatformSettings":
-        if self.payment_mode == "live" and self.environment != "dev":
-            for name in ("stripe_api_key", "stripe_webhook_secret", "regional_api_key", "regional_webhook_secret"):
-                if getattr(self, name).get_secret_value() == DEV_PLACEHOLDER:
-                    raise ValueError(f"{name} must be set for live payments (FITREC_PLATFORM_{name.upper()})")
+    def _refuse_dev_defaults(self) -> "PlatformSettings":
+        """Outside dev: no placeholder secret (a default in the source is public), no sandbox payments."""
+        if self.environment == "dev":
+            return self
+        if self.payment_mode != "live":
+            raise ValueError(
+                "payment_mode 'sandbox' confirms payments without taking money; outside dev set "
+                "FITREC_PLATFORM_PAYMENT_MODE=live"
+            )
+        for name in REQUIRED_SECRETS + LIVE_PAYMENT_SECRETS:
+            if DEV_PLACEHOLDER in getattr(self, name).get_secret_value():
+                raise ValueError(f"{name} must be set outside dev (FITREC_PLATFORM_{name.upper()})")
         return self
 
     @property

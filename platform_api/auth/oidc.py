@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from platform_api.auth.schemas import Profile
-from platform_api.auth.service import TokenPair, affected, emit, new_user, start_session
+from platform_api.auth.service import TokenPair, affected, emit, new_user, revoke_user_sessions, start_session
 from platform_api.auth.tables import OidcIdentity, OidcNonce, User
 from platform_api.auth.tokens import hash_secret, new_id, new_secret
 from platform_api.config import OidcProvider, PlatformSettings
@@ -173,8 +173,10 @@ def _link_or_create(session: Session, *, provider: str, claims: dict[str, Any], 
     if user is not None:
         if user.email_verified_at is None:
             # Someone may have signed up with this address without owning it ("pre-hijacking"):
-            # the provider proves ownership now, so their password must not keep working.
+            # the provider proves ownership now, so nothing of theirs may keep working: not the
+            # password, and no session (authenticate() and refresh() check the session on every use).
             user.password_hash = None
+            revoke_user_sessions(session, user_id=user.id, reason="identity_linked")
             user.email_verified_at = now
             user.updated_at = now
             emit(session, event_type="user.email_verified", user_id=user.id, at=now)

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 
 from platform_api.auth import api_keys, service
 from platform_api.auth.oidc import JwksCache, get_jwks_cache, issue_nonce, oidc_sign_in
@@ -18,6 +18,7 @@ from platform_api.auth.schemas import (
     RefreshIn,
     ResendVerificationIn,
     RoleUpdate,
+    SignUpAccepted,
     TokenPairPublic,
     UserCreate,
     UserPublic,
@@ -25,6 +26,7 @@ from platform_api.auth.schemas import (
     VerifyEmailIn,
 )
 from platform_api.auth.tables import ApiKey, User
+from platform_api.background import relay_emails
 from platform_api.deps import AdminUser, CurrentUser, EmailDep, PlatformDep, SessionDep
 from platform_api.email.base import try_send
 from platform_api.errors import ERROR_SCHEMA
@@ -35,6 +37,9 @@ admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 JwksDep = Annotated[JwksCache, Depends(get_jwks_cache)]
 errors: dict[int | str, dict[str, Any]] = {code: ERROR_SCHEMA for code in (400, 401, 403, 404, 409, 422, 429)}
+# Sign-up and resend answer alike for every address: only bad input and the rate limit are errors.
+accepted_errors: dict[int | str, dict[str, Any]] = {code: errors[code] for code in (422, 429)}
+RowId = Annotated[str, Path(max_length=36)]
 
 
 def user_public(user: User) -> UserPublic:
@@ -74,19 +79,34 @@ def api_key_public(key: ApiKey) -> ApiKeyPublic:
 
 
 def client_address(request: Request) -> str | None:
-    # Behind a proxy, run uvicorn with --proxy-headers/--forwarded-allow-ips so this is the real client.
-    return request.client.host if request.client else None
+    # The peer, or what a trusted proxy says the client is (settings.trusted_proxies, platform_api.auth.proxies).
+    return request.client.host[:64] if request.client else None
+
+
+def accepted(email: str) -> SignUpAccepted:
+    return SignUpAccepted(email=email, message=f"check your inbox at {email} to continue")
 
 
 # --- /v1/auth -----------------------------------------------------------------------------------
 
 
-@router.post("/signup", status_code=201, response_model=UserPublic, responses=errors)
-def sign_up(body: UserCreate, session: SessionDep, platform: PlatformDep, email: EmailDep) -> UserPublic:
-    """Create an account with email and password; a verification link is emailed."""
-    user, token = service.sign_up(session, settings=platform.settings, data=body)
-    try_send(email, service.verification_email(platform.settings, to=body.email, token=token))
-    return user_public(user)
+@router.post("/signup", status_code=202, response_model=SignUpAccepted, responses=accepted_errors)
+def sign_up(
+    body: UserCreate,
+    request: Request,
+    session: SessionDep,
+    platform: PlatformDep,
+    email: EmailDep,
+    background: BackgroundTasks,
+) -> SignUpAccepted:
+    """Sign up with email and password: a verification link is emailed (the same answer for every address)."""
+    token = service.sign_up(session, settings=platform.settings, data=body, client_address=client_address(request))
+    # Mail after the response on both paths, so neither answers slower than the other.
+    if token is None:  # the address has an account: its owner was sent a notice through the outbox
+        background.add_task(relay_emails, platform, email)
+    else:
+        background.add_task(try_send, email, service.verification_email(platform.settings, to=body.email, token=token))
+    return accepted(body.email)
 
 
 @router.get("/verify-email", response_model=EmailVerifiedPublic, responses=errors)
@@ -105,16 +125,25 @@ def verify_email(body: VerifyEmailIn, session: SessionDep, platform: PlatformDep
     return EmailVerifiedPublic(user_id=user.id, email=user.email or "")
 
 
-@router.post("/verify-email/resend", status_code=202, responses=errors)
+@router.post("/verify-email/resend", status_code=202, response_model=SignUpAccepted, responses=accepted_errors)
 def resend_verification(
-    body: ResendVerificationIn, session: SessionDep, platform: PlatformDep, email: EmailDep
-) -> Response:
+    body: ResendVerificationIn,
+    request: Request,
+    session: SessionDep,
+    platform: PlatformDep,
+    email: EmailDep,
+    background: BackgroundTasks,
+) -> SignUpAccepted:
     """Email a new verification link if the account exists and is unverified (always 202: no account probing)."""
-    issued = service.resend_verification(session, settings=platform.settings, email=body.email)
+    issued = service.resend_verification(
+        session, settings=platform.settings, email=body.email, client_address=client_address(request)
+    )
     if issued is not None:
         user, token = issued
-        try_send(email, service.verification_email(platform.settings, to=user.email or "", token=token))
-    return Response(status_code=202)
+        background.add_task(
+            try_send, email, service.verification_email(platform.settings, to=user.email or "", token=token)
+        )
+    return accepted(body.email.strip().lower())
 
 
 @router.post("/login", response_model=TokenPairPublic, responses=errors)
@@ -213,12 +242,12 @@ def list_api_keys(_: AdminUser, session: SessionDep) -> ApiKeysPublic:
 
 
 @admin_router.delete("/api-keys/{key_id}", response_model=ApiKeyPublic, responses=errors)
-def revoke_api_key(key_id: str, _: AdminUser, session: SessionDep) -> ApiKeyPublic:
+def revoke_api_key(key_id: RowId, _: AdminUser, session: SessionDep) -> ApiKeyPublic:
     """Revoke a service API key at once."""
     return api_key_public(api_keys.revoke_api_key(session, key_id=key_id))
 
 
 @admin_router.put("/users/{user_id}/role", response_model=UserPublic, responses=errors)
-def set_role(user_id: str, body: RoleUpdate, _: AdminUser, session: SessionDep) -> UserPublic:
-    """Make a user a trainer or an admin (or a plain user again)."""
+def set_role(user_id: RowId, body: RoleUpdate, _: AdminUser, session: SessionDep) -> UserPublic:
+    """Make a user a trainer or an admin (or a plain user again); the last admin stays one (409)."""
     return user_public(service.set_role(session, user_id=user_id, role=body.role))

@@ -1,7 +1,7 @@
 """Request and response bodies of the auth routes."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
@@ -10,6 +10,11 @@ from platform_api.events.schemas import Goal, Level
 Role = Literal["user", "trainer", "admin"]
 # Scopes a service API key can carry; routes check them with platform_api.deps.require_scope.
 Scope = Literal["recommendations:read", "events:write", "feedback:write", "analytics:read", "users:read"]
+# Lengths of what the auth routes accept: every string is bounded.
+EMAIL_MAX = 320  # RFC 5321 (local part 64 + "@" + domain 255)
+PASSWORD_MAX = 128
+NAME_MAX = 100
+EquipmentName = Annotated[str, Field(min_length=1, max_length=50)]
 
 
 class Profile(BaseModel):
@@ -17,9 +22,9 @@ class Profile(BaseModel):
 
     goal: Goal = "general_fitness"
     fitness_level: Level = "beginner"
-    equipment: list[str] = Field(default_factory=list, max_length=20)
+    equipment: list[EquipmentName] = Field(default_factory=list, max_length=20)
     session_minutes: int = Field(30, ge=5, le=240)
-    region: str = Field("US", pattern=r"^[A-Z]{2}$")
+    region: str = Field("US", max_length=2, pattern=r"^[A-Z]{2}$")
 
 
 class UserCreate(Profile):
@@ -40,9 +45,9 @@ class UserCreate(Profile):
         }
     )
 
-    email: EmailStr
-    password: str = Field(min_length=10, max_length=128)
-    display_name: str | None = Field(None, min_length=1, max_length=100)
+    email: EmailStr = Field(max_length=EMAIL_MAX)
+    password: str = Field(min_length=10, max_length=PASSWORD_MAX)
+    display_name: str | None = Field(None, min_length=1, max_length=NAME_MAX)
 
     @field_validator("email")
     @classmethod
@@ -63,12 +68,12 @@ class UserUpdate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"goal": "endurance", "session_minutes": 30}]}
     )
 
-    display_name: str | None = Field(None, min_length=1, max_length=100)
+    display_name: str | None = Field(None, min_length=1, max_length=NAME_MAX)
     goal: Goal | None = None
     fitness_level: Level | None = None
-    equipment: list[str] | None = Field(None, max_length=20)
+    equipment: list[EquipmentName] | None = Field(None, max_length=20)
     session_minutes: int | None = Field(None, ge=5, le=240)
-    region: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    region: str | None = Field(None, max_length=2, pattern=r"^[A-Z]{2}$")
 
 
 class UserPublic(BaseModel):
@@ -116,8 +121,8 @@ class LoginIn(BaseModel):
         json_schema_extra={"examples": [{"email": "ada@example.com", "password": "correct horse battery"}]}
     )
 
-    email: str = Field(min_length=3, max_length=320)
-    password: str = Field(min_length=1, max_length=128)
+    email: str = Field(min_length=3, max_length=EMAIL_MAX)
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
 
 
 class RefreshIn(BaseModel):
@@ -157,7 +162,20 @@ class VerifyEmailIn(BaseModel):
 class ResendVerificationIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"email": "ada@example.com"}]})
 
-    email: str = Field(min_length=3, max_length=320)
+    email: str = Field(min_length=3, max_length=EMAIL_MAX)
+
+
+class SignUpAccepted(BaseModel):
+    """The answer to a sign-up or a resend: the same whether or not the address has an account."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "ada@example.com", "message": "check your inbox at ada@example.com to continue"}]
+        }
+    )
+
+    email: str
+    message: str = Field(description="what happens next; the same text for every address")
 
 
 class EmailVerifiedPublic(BaseModel):
@@ -198,8 +216,8 @@ class ApiKeyCreate(BaseModel):
         json_schema_extra={"examples": [{"name": "app backend", "scopes": ["recommendations:read", "events:write"]}]}
     )
 
-    name: str = Field(min_length=1, max_length=100)
-    scopes: list[Scope] = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    scopes: list[Scope] = Field(min_length=1, max_length=10)
 
 
 class ApiKeyPublic(BaseModel):

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from platform_api.auth.passwords import hash_password, needs_rehash, verify_password
-from platform_api.auth.ratelimit import LoginRateLimiter
+from platform_api.auth.ratelimit import LoginRateLimiter, RequestLimiter
 from platform_api.auth.schemas import Profile, UserCreate, UserUpdate
 from platform_api.auth.tables import ROLES, AuthSession, EmailVerification, RefreshToken, User
 from platform_api.auth.tokens import (
@@ -32,6 +32,8 @@ from platform_api.email.base import OutgoingEmail
 from platform_api.errors import ApiError
 from platform_api.events.ingest import store_events
 from platform_api.events.schemas import EventIn
+from platform_api.outbox import enqueue_email
+from platform_api.transactions import retry_write
 
 # Don't mail the same address more than once a minute when asked to resend the link.
 RESEND_INTERVAL = timedelta(seconds=60)
@@ -114,25 +116,57 @@ def new_user(
     return user
 
 
-def sign_up(session: Session, *, settings: PlatformSettings, data: UserCreate) -> tuple[User, str]:
-    """Create an unverified account; returns it and the raw verification token to mail (after commit)."""
-    if session.scalar(select(User.id).where(User.email == data.email)) is not None:
-        raise ApiError(409, "an account with this email exists", code="email_taken")
-    profile = Profile.model_validate(data.model_dump(include=set(Profile.model_fields)))
-    try:
-        user = new_user(
-            session,
-            email=data.email,
-            password_hash=hash_password(data.password),
-            profile=profile,
-            display_name=data.display_name,
-        )
-        token = issue_verification(session, settings=settings, user=user)
-        session.commit()
-    except IntegrityError as exc:  # a concurrent sign-up with the same email won the race
-        session.rollback()
-        raise ApiError(409, "an account with this email exists", code="email_taken") from exc
-    return user, token
+def request_limiter(settings: PlatformSettings, action: str) -> RequestLimiter:
+    return RequestLimiter(
+        action=action,
+        window=timedelta(seconds=settings.signup_window_s),
+        max_per_address=settings.signup_max_per_address,
+        max_per_email=settings.signup_max_per_email,
+    )
+
+
+def sign_up(
+    session: Session, *, settings: PlatformSettings, data: UserCreate, client_address: str | None
+) -> str | None:
+    """Create an unverified account and return the raw verification token to mail (after commit).
+
+    An address that has an account keeps it unchanged; its owner is sent a notice through the outbox and
+    None is returned. The caller answers both alike, so sign-up cannot tell who has an account.
+    """
+    request_limiter(settings, "signup").hit(session, email=data.email, address=client_address)
+    password_hash = hash_password(data.password)  # on both paths, so they take the same time
+    existing = session.scalar(select(User).where(User.email == data.email))
+    if existing is None:
+        profile = Profile.model_validate(data.model_dump(include=set(Profile.model_fields)))
+        try:
+            user = new_user(
+                session, email=data.email, password_hash=password_hash, profile=profile, display_name=data.display_name
+            )
+            token = issue_verification(session, settings=settings, user=user)
+            session.commit()
+            return token
+        except IntegrityError:  # a concurrent sign-up with the same email won the race
+            session.rollback()
+            existing = session.scalar(select(User).where(User.email == data.email))
+            if existing is None:
+                raise
+    notify_sign_up_attempt(session, user=existing)
+    session.commit()
+    return None
+
+
+def notify_sign_up_attempt(session: Session, *, user: User) -> None:
+    """Queue a notice to the owner of an address someone tried to sign up with (at most one an hour)."""
+    confirm = "" if user.email_verified_at else " If you have not confirmed your address yet, ask for a new link."
+    enqueue_email(
+        session,
+        user_id=user.id,
+        subject="Someone tried to sign up to fitrec with your email",
+        body="Someone, maybe you, tried to create a fitrec account with this email address. It has an account "
+        f"already, and nothing was changed.\n\nIf it was you, sign in instead.{confirm} If it was not you, "
+        "you can ignore this message.\n",
+        dedupe_key=f"signup-notice:{user.id}:{_now():%Y%m%d%H}",
+    )
 
 
 def issue_verification(session: Session, *, settings: PlatformSettings, user: User) -> str:
@@ -167,8 +201,12 @@ def verification_email(settings: PlatformSettings, *, to: str, token: str) -> Ou
     )
 
 
-def resend_verification(session: Session, *, settings: PlatformSettings, email: str) -> tuple[User, str] | None:
-    """A fresh link for an unverified account; None (silently) for unknown, verified or too-recent requests."""
+def resend_verification(
+    session: Session, *, settings: PlatformSettings, email: str, client_address: str | None
+) -> tuple[User, str] | None:
+    """A fresh link for an unverified account; None (silently) for unknown, verified or too-recent requests.
+    Rate limited per address and per email (429 whether or not the account exists)."""
+    request_limiter(settings, "resend").hit(session, email=email, address=client_address)
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None or user.email_verified_at is not None or not user.is_active:
         return None
@@ -233,14 +271,54 @@ def update_profile(session: Session, *, user: User, data: UserUpdate) -> User:
     return user
 
 
+def keep_an_admin(session: Session, *, leaving: User) -> None:
+    """409 if `leaving` is the last active admin: someone must be able to administer.
+
+    Every admin row is locked (in one order, so two of these cannot deadlock), so two admins demoting
+    each other at once cannot both pass; SQLite serialises writers (the caller runs under retry_write).
+    """
+    if leaving.role != "admin" or not leaving.is_active:
+        return
+    admins = session.scalars(
+        select(User.id).where(User.role == "admin", User.is_active.is_(True)).order_by(User.id).with_for_update()
+    ).all()
+    if not set(admins) - {leaving.id}:
+        raise ApiError(409, "this is the last admin; make another admin first", code="last_admin")
+
+
 def set_role(session: Session, *, user_id: str, role: str) -> User:
+    """Change a user's role (committed); never removes the last admin."""
     if role not in ROLES:
         raise ApiError(422, f"role must be one of {', '.join(ROLES)}")
-    user = session.get(User, user_id)
-    if user is None:
-        raise ApiError(404, "user not found")
-    user.role = role
-    user.updated_at = _now()
+
+    def work() -> User:
+        user = session.get(User, user_id, with_for_update=True, populate_existing=True)
+        if user is None:
+            raise ApiError(404, "user not found")
+        if role != "admin":
+            keep_an_admin(session, leaving=user)
+        user.role = role
+        user.updated_at = _now()
+        return user
+
+    return retry_write(session, work)
+
+
+def create_user(session: Session, *, email: str, password: str, role: str) -> User:
+    """An account with a verified email, made by an operator (`fitrec admin create-user`); committed."""
+    if role not in ROLES:
+        raise ApiError(422, f"role must be one of {', '.join(ROLES)}")
+    data = UserCreate(email=email, password=password)
+    if session.scalar(select(User.id).where(User.email == data.email)) is not None:
+        raise ApiError(409, f"an account with {data.email} exists already", code="email_taken")
+    user = new_user(
+        session,
+        email=data.email,
+        password_hash=hash_password(data.password),
+        profile=Profile(),
+        verified=True,
+        role=role,
+    )
     session.commit()
     return user
 
@@ -290,15 +368,17 @@ def start_session(
 def login_limiter(settings: PlatformSettings) -> LoginRateLimiter:
     return LoginRateLimiter(
         window=timedelta(seconds=settings.login_window_s),
+        max_per_account_address=settings.login_max_failures_per_account_address,
         max_per_account=settings.login_max_failures_per_account,
         max_per_address=settings.login_max_failures_per_address,
+        known_for=timedelta(days=settings.login_known_address_days),
     )
 
 
 def login(
     session: Session, *, settings: PlatformSettings, email: str, password: str, client_address: str | None
 ) -> TokenPair:
-    """Email + password sign-in, rate limited per account and per client address."""
+    """Email + password sign-in, rate limited per (account, address), per address and per account."""
     email = email.strip().lower()
     limiter = login_limiter(settings)
     attempt_ids = limiter.begin_attempt(session, email=email, address=client_address)
@@ -309,7 +389,7 @@ def login(
         raise ApiError(401, "invalid email or password", code="invalid_credentials")
     if user.password_hash and needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    limiter.succeeded(session, email=email, attempt_ids=attempt_ids)
+    limiter.succeeded(session, email=email, address=client_address, attempt_ids=attempt_ids)
     pair = start_session(session, settings=settings, user=user, method="password", client_address=client_address)
     session.commit()
     return pair
@@ -369,13 +449,18 @@ def logout(session: Session, *, refresh_token: str) -> None:
         session.commit()
 
 
-def logout_everywhere(session: Session, *, user_id: str) -> int:
-    count = affected(
+def revoke_user_sessions(session: Session, *, user_id: str, reason: str) -> int:
+    """End every session of a user: their refresh tokens and access tokens stop working. The caller commits."""
+    return affected(
         session.execute(
             update(AuthSession)
             .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-            .values(revoked_at=_now(), revoked_reason="logout")
+            .values(revoked_at=_now(), revoked_reason=reason)
         )
     )
+
+
+def logout_everywhere(session: Session, *, user_id: str) -> int:
+    count = revoke_user_sessions(session, user_id=user_id, reason="logout")
     session.commit()
     return count

@@ -59,7 +59,7 @@ class AuthSession(Base):
     client_address: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    revoked_reason: Mapped[str | None] = mapped_column(String(32))  # logout | reuse_detected | admin
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))  # logout | reuse_detected | identity_linked
 
 
 class RefreshToken(Base):
@@ -115,13 +115,16 @@ class ApiKey(Base):
 
 
 class LoginAttempt(Base):
-    """Failed (or in-flight) sign-ins per limiter key; the rate limiter counts them in a sliding window."""
+    """Attempts the auth rate limiters count per key in a sliding window (platform_api.auth.ratelimit):
+    failed or in-flight sign-ins, sign-ups and verification resends; a succeeded sign-in's
+    (account, address) row marks a known address."""
 
     __tablename__ = "login_attempt"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(400))  # "account:<email>" | "address:<ip>"
+    # "account:<email>" | "address:<ip>" | "account-address:<email>|<ip>" | "signup:email:<email>" | …
+    key: Mapped[str] = mapped_column(String(400))
     attempted_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)  # False: counted
 
     __table_args__ = (Index("ix_login_attempt_key_attempted_at", "key", "attempted_at"),)

@@ -190,11 +190,12 @@ def test_links_to_an_existing_account_by_verified_email(app: tuple[TestClient, P
     client, platform = app
     # Someone signed up with Ada's address but never verified it (maybe not Ada: "pre-hijacking").
     squatter = client.post("/v1/auth/signup", json={"email": "ada@example.com", "password": "squatter-password"})
-    assert squatter.status_code == 201
+    assert squatter.status_code == 202
+    [squatted] = users(platform)
     nonce = new_nonce(client)
     assert sign_in(client, id_token(nonce), nonce).status_code == 200
     [user] = users(platform)
-    assert user.id == squatter.json()["id"] and user.email_verified_at is not None
+    assert user.id == squatted.id and user.email_verified_at is not None
     # Google proved Ada owns the address; the unverified password no longer opens her account.
     login = client.post("/v1/auth/login", json={"email": "ada@example.com", "password": "squatter-password"})
     assert login.status_code == 401
