@@ -21,6 +21,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from platform_api.auth.ratelimit import LoginRateLimiter
 from platform_api.auth.schemas import Profile
 from platform_api.auth.service import TokenPair, affected, emit, new_user, revoke_user_sessions, start_session
 from platform_api.auth.tables import OidcIdentity, OidcNonce, User
@@ -174,9 +175,11 @@ def _link_or_create(session: Session, *, provider: str, claims: dict[str, Any], 
         if user.email_verified_at is None:
             # Someone may have signed up with this address without owning it ("pre-hijacking"):
             # the provider proves ownership now, so nothing of theirs may keep working: not the
-            # password, and no session (authenticate() and refresh() check the session on every use).
+            # password, no session (authenticate() and refresh() check the session on every use), and
+            # no address exempt from the account-wide sign-in limit.
             user.password_hash = None
             revoke_user_sessions(session, user_id=user.id, reason="identity_linked")
+            LoginRateLimiter.forget_known_addresses(session, email=user.email or "")
             user.email_verified_at = now
             user.updated_at = now
             emit(session, event_type="user.email_verified", user_id=user.id, at=now)

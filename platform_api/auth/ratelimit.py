@@ -129,6 +129,15 @@ class LoginRateLimiter:
     def pair_key(email: str, address: str) -> str:
         return _key("account-address", f"{email.strip().lower()}|{address}")
 
+    @classmethod
+    def forget_known_addresses(cls, session: Session, *, email: str) -> None:
+        """No address keeps the account's exemption (its sign-ins were someone else's). The caller commits."""
+        session.execute(
+            delete(LoginAttempt).where(
+                LoginAttempt.key.startswith(cls.pair_key(email, ""), autoescape=True), LoginAttempt.succeeded.is_(True)
+            )
+        )
+
     def is_known(self, session: Session, *, email: str, address: str, now: datetime) -> bool:
         """Whether the account signed in successfully from this address lately."""
         return bool(

@@ -2,6 +2,7 @@
 denial of service, sign-up flooding, account enumeration, the last admin, resend's documented body, lengths."""
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,11 +19,11 @@ from sqlalchemy import select
 from platform_api.auth import service
 from platform_api.auth.oidc import JwksCache, get_jwks_cache
 from platform_api.auth.router import admin_router, router, users_router
-from platform_api.auth.tables import User
+from platform_api.auth.tables import LoginAttempt, User
 from platform_api.config import PlatformSettings
 from platform_api.email.dev import list_messages
 from platform_api.email.router import router as mailbox_router
-from platform_api.errors import install_error_handlers
+from platform_api.errors import ApiError, install_error_handlers
 from platform_api.runtime import Platform, open_platform
 
 pytestmark = pytest.mark.security
@@ -110,7 +111,7 @@ def error(response: Any, status: int, code: str | None = None) -> dict[str, Any]
 
 
 def test_oidc_link_ends_every_session_of_the_unverified_squatter(make_client: Make) -> None:
-    client, _ = make_client()
+    client, platform = make_client()
     attacker = from_address(client, "198.51.100.66")
     assert sign_up(attacker, "victim@example.com", "attacker-password").status_code < 300
     stolen = login(attacker, "victim@example.com", "attacker-password").json()
@@ -127,6 +128,8 @@ def test_oidc_link_ends_every_session_of_the_unverified_squatter(make_client: Ma
         error(attacker.get("/v1/users/me", headers=bearer(tokens)), 401)
         error(attacker.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401)
     error(login(attacker, "victim@example.com", "attacker-password"), 401)
+    with platform.sessions() as session:  # nor an address exempt from the account-wide sign-in limit
+        assert session.scalars(select(LoginAttempt.key).where(LoginAttempt.succeeded.is_(True))).all() == []
     # The victim's own session is unaffected, and a second Google sign-in ends nothing.
     again = google_sign_in(client, email="victim@example.com")
     assert client.get("/v1/users/me", headers=bearer(victim.json())).status_code == 200
@@ -260,6 +263,35 @@ def test_the_last_admin_cannot_be_demoted(make_client: Make) -> None:
     assert (
         client.put(f"/v1/admin/users/{coach_id}/role", json={"role": "admin"}, headers=bearer(coach)).status_code == 200
     )
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one(make_client: Make) -> None:
+    client, platform = make_client()
+    ids = []
+    for addr in ("a@example.com", "b@example.com"):
+        sign_up(client, addr)
+        ids.append(user_id(platform, addr))
+        with platform.sessions() as session:
+            service.set_role(session, user_id=ids[-1], role="admin")
+    barrier, results = threading.Barrier(2), []
+
+    def demote(target: str) -> None:
+        with platform.sessions() as session:
+            barrier.wait()
+            try:
+                service.set_role(session, user_id=target, role="user")
+                results.append("ok")
+            except ApiError as exc:
+                results.append(exc.code)
+
+    threads = [threading.Thread(target=demote, args=(target,)) for target in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["last_admin", "ok"]
+    with platform.sessions() as session:
+        assert len(session.scalars(select(User).where(User.role == "admin")).all()) == 1
 
 
 # --- 15, 12/13: what the OpenAPI document says is what the routes do ---------------------------------------
