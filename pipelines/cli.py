@@ -23,6 +23,10 @@ events_app = typer.Typer(help="Validate and export the event log.", no_args_is_h
 app.add_typer(events_app, name="events")
 bench_app = typer.Typer(help="Benchmarks behind the speed targets; they print figures.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+check_app = typer.Typer(
+    help="On-demand checks that print figures (not part of the test command).", no_args_is_help=True
+)
+app.add_typer(check_app, name="check")
 console = Console()
 
 UsersOpt = Annotated[int, typer.Option(min=1, help="Simulated users.")]
@@ -374,6 +378,45 @@ def bench_uncached_cmd(requests: Annotated[int, typer.Option(min=10, help="Users
         f"uncached top-10 from {figures['candidates']} candidates over {figures['requests']} users: "
         f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms (target p99 ≤ 20 ms)"
     )
+
+
+@check_app.command("reliability")
+def check_reliability_cmd(
+    part: Annotated[
+        list[str], typer.Option(help="A part to run (repeat): fuzz, faults, security, soak. Default: all.")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    soak_seconds: Annotated[float, typer.Option(min=10, help="How long the soak runs.")] = 600,
+    fuzz_examples: Annotated[int, typer.Option(min=1, help="Schemathesis examples per operation and caller.")] = 20,
+    rate: Annotated[float, typer.Option(min=1, help="Requests/s of the steady load (faults, soak).")] = 40,
+    out: Annotated[Path | None, typer.Option(help="Folder for logs and reports (default: a new temp folder).")] = None,
+) -> None:
+    """Fuzz, faults under load, security checks and a soak on private servers; one table of figures."""
+    from rich.table import Table
+
+    from pipelines.reliability.run import PARTS, run_reliability
+
+    unknown = set(part) - set(PARTS)
+    if unknown:
+        raise typer.BadParameter(f"unknown part(s): {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    with console.status("reliability suite") as status:
+        report = run_reliability(
+            parts=tuple(part) or PARTS,
+            soak_s=soak_seconds,
+            fuzz_examples=fuzz_examples,
+            rate=rate,
+            out=out,
+            progress=lambda message: status.update(message),
+        )
+    table = Table(title="fitrec reliability")
+    for column in ("part", "check", "figure", "target", ""):
+        table.add_column(column, overflow="fold")
+    for row in report.rows:
+        table.add_row(row.part, row.check, row.figure, row.target, "ok" if row.ok else "MISSED")
+    console.print(table)
+    for note in report.notes:
+        console.print(note, soft_wrap=True)
+    console.print(f"logs and reports: {report.out}")
+    raise typer.Exit(0 if report.ok else 1)
 
 
 def main() -> None:

@@ -110,7 +110,7 @@ def run_fault(
     app: AppProcess,
     *,
     inject: Callable[[], None],
-    repair: Callable[[], None] | None,
+    repair: Callable[[], object] | None,
     rate: float,
     before_s: float = 5,
     hold_s: float = 10,

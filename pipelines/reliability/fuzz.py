@@ -7,8 +7,8 @@ match the document).
 """
 
 import json
-import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +32,7 @@ class FuzzResult:
 def run_schemathesis(
     base: str, *, profile: str, caller: str, headers: dict[str, str], out: Path, max_examples: int, seed: int
 ) -> FuzzResult:
-    binary = shutil.which("schemathesis") or str(Path(shutil.which("python") or "python").parent / "schemathesis")
+    binary = str(Path(sys.executable).parent / "schemathesis")  # the one installed beside this Python
     report = out / f"schemathesis-{profile}-{caller.replace(' ', '-')}.json"
     command = [binary, "run", f"{base}/openapi.json", "--checks", CHECKS, "--max-examples", str(max_examples)]
     command += ["--seed", str(seed), "--workers", "1", "--no-color", "--report", "json"]
