@@ -148,6 +148,7 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
 # --- the main flow ----------------------------------------------------------------------------
 
 
+@pytest.mark.security
 def test_sign_up_verify_login_refresh_rotation_and_reuse(make_client: Any, smtp_server: tuple[str, Inbox]) -> None:
     url, inbox = smtp_server
     client, platform = make_client(email_url=url, public_base_url="https://app.fitrec.test")
@@ -215,6 +216,7 @@ def test_sign_up_verify_login_refresh_rotation_and_reuse(make_client: Any, smtp_
     assert client.get("/v1/users/me", headers=bearer(fresh)).status_code == 200
 
 
+@pytest.mark.security
 def test_concurrent_use_of_one_refresh_token_is_reuse(make_client: Any) -> None:
     client, platform = make_client()
     sign_up(client, "ada@example.com")
@@ -337,6 +339,7 @@ def test_login_is_rate_limited_per_account_and_per_address(make_client: Any) -> 
     login(client, "ada@example.com")
 
 
+@pytest.mark.security
 def test_api_keys_are_admin_made_scoped_hashed_and_revocable(make_client: Any) -> None:
     client, platform = make_client()
     admin = make_admin(client, platform)
@@ -398,6 +401,7 @@ def test_roles_take_effect_at_once_and_admin_sees_mailbox(make_client: Any) -> N
     assert_error(client.get("/v1/admin/mailbox"), 401)
 
 
+@pytest.mark.security
 def test_owned_resources_are_404_for_others(make_client: Any) -> None:
     client, platform = make_client()
     admin = make_admin(client, platform)

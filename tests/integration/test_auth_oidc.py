@@ -167,6 +167,7 @@ def test_sign_in_creates_the_user_once_then_finds_it(app: tuple[TestClient, Plat
         ("nonce mismatch", {"nonce": "another-nonce-value"}),
     ],
 )
+@pytest.mark.security
 def test_bad_id_tokens_are_rejected(app: tuple[TestClient, Platform], case: str, overrides: dict[str, Any]) -> None:
     client, platform = app
     nonce = new_nonce(client)
@@ -179,6 +180,7 @@ def test_bad_id_tokens_are_rejected(app: tuple[TestClient, Platform], case: str,
     assert sign_in(client, id_token(nonce), nonce).status_code == 200
 
 
+@pytest.mark.security
 def test_unknown_provider_and_malformed_token(app: tuple[TestClient, Platform]) -> None:
     client, _ = app
     nonce = new_nonce(client)
@@ -186,6 +188,7 @@ def test_unknown_provider_and_malformed_token(app: tuple[TestClient, Platform]) 
     assert sign_in(client, "x" * 40, nonce).json()["error"]["code"] == "invalid_id_token"
 
 
+@pytest.mark.security
 def test_links_to_an_existing_account_by_verified_email(app: tuple[TestClient, Platform]) -> None:
     client, platform = app
     # Someone signed up with Ada's address but never verified it (maybe not Ada: "pre-hijacking").
@@ -210,6 +213,7 @@ def test_links_to_an_existing_account_by_verified_email(app: tuple[TestClient, P
         assert sorted(session.scalars(select(OidcIdentity.provider)).all()) == ["apple", "google"]
 
 
+@pytest.mark.security
 def test_unverified_provider_email_creates_a_separate_account(app: tuple[TestClient, Platform]) -> None:
     client, platform = app
     assert client.post("/v1/auth/signup", json={"email": "ada@example.com", "password": "ada-password-1"}).status_code

@@ -43,6 +43,7 @@ def _count(client: TestClient) -> int:
         return int(session.scalar(select(func.count()).select_from(EventLog)) or 0)
 
 
+@pytest.mark.security
 def test_events_need_a_key_with_the_write_scope(client: TestClient) -> None:
     body = {"events": [_event()]}
     assert client.post("/v1/events", json=body).status_code == 401

@@ -211,6 +211,7 @@ def test_catalogue_items_are_content_and_premium_needs_entitlement(platform: Pla
     assert error_code(client.post(f"/v1/content/{free['data'][0]['id']}/unlock", headers=user.headers)) == "not_premium"
 
 
+@pytest.mark.security
 def test_content_ownership(platform: Platform, client: TestClient) -> None:
     owner, other = make_account(platform, role="trainer"), make_account(platform, role="trainer")
     item = create_video(client, owner.headers, premium=True)

@@ -6,6 +6,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import test_platform_support as support
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -22,6 +23,7 @@ client = support.client
 platform = support.platform
 
 
+@pytest.mark.security
 def test_fifty_concurrent_charges_never_overdraw(platform: Platform) -> None:
     user = make_account(platform)
     with platform.sessions() as session:
@@ -72,6 +74,7 @@ def test_fifty_concurrent_charges_never_overdraw(platform: Platform) -> None:
     assert sorted(e.balance_after for e in charges) == list(range(30))
 
 
+@pytest.mark.security
 def test_charges_are_idempotent_over_http(platform: Platform, client: TestClient) -> None:
     user, admin = make_account(platform), make_account(platform, role="admin")
     assert (

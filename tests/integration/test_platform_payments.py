@@ -61,6 +61,7 @@ def sandbox_webhook(
     return signed.body, signed.headers
 
 
+@pytest.mark.security
 def test_idempotency_key(platform: Platform, client: TestClient) -> None:
     user, other = make_account(platform), make_account(platform)
     first = pay(client, user.headers, "key-1")
@@ -120,6 +121,7 @@ def test_declined_payment_compensates(platform: Platform, client: TestClient) ->
     assert [m.subject for m in mailbox(platform, user.email)] == ["Your fitrec payment did not go through"]
 
 
+@pytest.mark.security
 def test_webhook_signature_replay_and_dedupe(platform: Platform, client: TestClient) -> None:
     user = make_account(platform)
     created = pay(client, user.headers, "pending", payment_method="pm_card_pending").json()
@@ -156,6 +158,7 @@ def test_webhook_signature_replay_and_dedupe(platform: Platform, client: TestCli
         assert session.get(WebhookReceipt, ("sandbox", "evt_g")) is None  # not stored: the gateway will retry
 
 
+@pytest.mark.security
 def test_twenty_concurrent_duplicate_webhooks_activate_once(platform: Platform, client: TestClient) -> None:
     user = make_account(platform)
     created = pay(client, user.headers, "race", payment_method="pm_card_pending").json()
@@ -188,6 +191,7 @@ def test_twenty_concurrent_duplicate_webhooks_activate_once(platform: Platform, 
         assert session.scalar(select(func.count()).select_from(WebhookReceipt)) == 1
 
 
+@pytest.mark.security
 def test_stripe_webhooks_verified_by_the_stripe_library(platform: Platform, client: TestClient) -> None:
     secret = "whsec_stripe_test_secret"
     live = platform.settings.model_copy(update={"payment_mode": "live", "stripe_webhook_secret": SecretStr(secret)})
@@ -334,6 +338,7 @@ def test_regions_route_with_fallback(platform: Platform, region: str) -> None:
     assert stripe_gw.calls == calls_before
 
 
+@pytest.mark.security
 def test_payment_ownership(platform: Platform, client: TestClient) -> None:
     owner, other, admin = make_account(platform), make_account(platform), make_account(platform, role="admin")
     created = pay(client, owner.headers, "own").json()

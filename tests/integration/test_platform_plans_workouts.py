@@ -214,6 +214,7 @@ def test_premium_plan_needs_entitlement(platform: Platform, client: TestClient) 
     assert client.post(f"/v1/plans/{premium}/enrollments", headers=user.headers).status_code == 201
 
 
+@pytest.mark.security
 def test_ownership_of_enrollments_and_workouts(platform: Platform, client: TestClient) -> None:
     owner, other, admin = make_account(platform), make_account(platform), make_account(platform, role="admin")
     enrollment = client.post("/v1/plans/plan-mobility-beginner-bodyweight/enrollments", headers=owner.headers).json()

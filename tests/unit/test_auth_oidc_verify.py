@@ -68,6 +68,7 @@ def test_genuine_token_is_accepted(jwks: JwksCache) -> None:
     assert claims["sub"] == "1234567890" and claims["email"] == "ada@example.com"
 
 
+@pytest.mark.security
 def test_hashed_nonce_is_accepted(jwks: JwksCache) -> None:
     # Apple's iOS SDK puts SHA-256(nonce) in the token.
     token = _token(nonce=hashlib.sha256(NONCE.encode()).hexdigest())
@@ -87,11 +88,13 @@ def test_hashed_nonce_is_accepted(jwks: JwksCache) -> None:
         ({"kid": "unknown-kid"}, "signing key not found"),
     ],
 )
+@pytest.mark.security
 def test_bad_tokens_are_rejected(jwks: JwksCache, token_kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(OidcError, match=match):
         verify_id_token(_token(**token_kwargs), provider=PROVIDER, jwks=jwks, nonce=NONCE)
 
 
+@pytest.mark.security
 def test_symmetric_algorithm_confusion_is_rejected(jwks: JwksCache) -> None:
     # Signing HS256 with the public key as the HMAC secret is a classic forgery; only asymmetric algs pass.
     now = int(time.time())
@@ -119,6 +122,7 @@ def test_keys_are_cached_and_refetched_on_rotation() -> None:
     assert fetcher.calls == 2
 
 
+@pytest.mark.security
 def test_unknown_kids_cannot_hammer_the_provider() -> None:
     fetcher = CountingFetcher([_jwk(KEY, "k1")])
     cache = JwksCache(fetch=fetcher, min_refetch_s=300.0)

@@ -34,6 +34,7 @@ def test_access_token_round_trip() -> None:
     assert timedelta(minutes=4) < claims.expires_at - datetime.now(UTC) <= timedelta(minutes=5)
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("case", ["expired", "other_secret", "tampered", "alg_none", "other_purpose"])
 def test_access_token_rejections(case: str) -> None:
     ttl = timedelta(seconds=-1) if case == "expired" else timedelta(minutes=5)
@@ -54,6 +55,7 @@ def test_access_token_rejections(case: str) -> None:
         decode_access_token(SECRET, token)
 
 
+@pytest.mark.security
 def test_verification_token_is_not_an_access_token_and_back() -> None:
     access = create_access_token(SECRET, user_id="u1", role="user", session_id="s1", ttl=timedelta(minutes=5))
     with pytest.raises(InvalidToken, match="verify_email"):
@@ -92,6 +94,7 @@ def _user(uid: str, role: str = "user") -> User:
     return User(id=uid, role=role)
 
 
+@pytest.mark.security
 def test_ownership_rule() -> None:
     row = AuthSession(id="s1", user_id="alice")
     assert can_access(row, _user("alice"))
@@ -101,6 +104,7 @@ def test_ownership_rule() -> None:
     assert not can_access(row, Principal.of_api_key(ApiKey(id="k", scopes=["users:read"])))
 
 
+@pytest.mark.security
 def test_owned_by_filters_listings() -> None:
     stmt = select(AuthSession)
     assert "user_id = " in str(owned_by(stmt, AuthSession, _user("bob")))

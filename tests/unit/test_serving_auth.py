@@ -16,10 +16,12 @@ def _user(user_id: str, role: str = "user") -> Principal:
     "principal",
     [Principal(kind="service", scopes=frozenset({"recommendations:read"})), _user("u-1"), _user("a-9", "admin")],
 )
+@pytest.mark.security
 def test_allowed_readers(principal: Principal) -> None:
     ensure_can_read(principal, "u-1")
 
 
+@pytest.mark.security
 def test_other_users_get_404_and_unscoped_services_403() -> None:
     with pytest.raises(ApiError) as other:
         ensure_can_read(_user("u-2"), "u-1")
