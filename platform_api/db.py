@@ -17,6 +17,9 @@ NAMING_CONVENTION = {
 }
 
 
+CONNECTION_TIMEOUT_S = 5
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -56,7 +59,15 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Bounded waits: a database that is down answers 503 in seconds (platform_api.errors), not after minutes.
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=CONNECTION_TIMEOUT_S,
+        connect_args={"connect_timeout": CONNECTION_TIMEOUT_S},
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
