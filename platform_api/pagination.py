@@ -3,12 +3,18 @@
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Query
 
 from platform_api.errors import ApiError
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+# Offset paging reads and skips every row before the page: deeper than this, use a narrower query.
+MAX_OFFSET = 10_000
+# Cursors made by encode_cursor are well under this.
+Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
 
 
 def encode_cursor(key: list[Any]) -> str:

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from platform_api.auth.proxies import trust_forwarded_headers
+from platform_api.boundary import install_input_guard
 from platform_api.errors import install_error_handlers
 from platform_api.routers import ROUTERS
 from serving.config import ServingSettings
@@ -33,6 +34,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         summary="Recommendations and the platform API of a fitness app.",
         lifespan=lifespan,
     )
+    install_input_guard(app, max_upload_bytes=settings.platform().max_upload_bytes)
     install_error_handlers(app)
     trust_forwarded_headers(app, settings.platform().trusted_proxies)
     app.include_router(health.router)

@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 from platform_api.events.schemas import (
     EVENT_TYPES,
     ITEM_REQUIRED_TYPES,
+    MAX_AGE,
     MAX_FUTURE_SKEW,
     PROPERTIES,
     USERLESS_TYPES,
@@ -26,6 +27,7 @@ from platform_api.events.schemas import (
 __all__ = [
     "EVENT_TYPES",
     "ITEM_REQUIRED_TYPES",
+    "MAX_AGE",
     "MAX_FUTURE_SKEW",
     "USERLESS_TYPES",
     "FieldSpec",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import polars as pl
 
-from pipelines.validation.contract import EVENT_TYPES, MAX_FUTURE_SKEW
+from pipelines.validation.contract import EVENT_TYPES, MAX_AGE, MAX_FUTURE_SKEW
 from pipelines.validation.frames import (
     PLATFORM_COLUMNS,
     ROW,
@@ -53,9 +53,8 @@ class SuiteError(RuntimeError):
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    # Older than consumer wearables is a wrong clock or a bad import; imported history
-    # such as the 2016 Fitbit exports still passes.
-    max_age: timedelta = timedelta(days=20 * 365)
+    # The event contract's plausibility window, the one the API enforces too.
+    max_age: timedelta = MAX_AGE
     max_future_skew: timedelta = MAX_FUTURE_SKEW
 
 

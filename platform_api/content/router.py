@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from platform_api.auth.ownership import get_owned
+from platform_api.boundary import ItemPathId
 from platform_api.catalogue.tables import ContentItem
 from platform_api.content import service
 from platform_api.content.deps import ObjectStoreDep
@@ -27,7 +28,7 @@ from platform_api.deps import CurrentUser, PlatformDep, SessionDep, TrainerUser
 from platform_api.entitlements.service import UNLOCK_COST_CREDITS, get_status, unlock_item
 from platform_api.errors import ERROR_SCHEMA, ApiError
 from platform_api.events.schemas import Level
-from platform_api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from platform_api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor, decode_cursor, encode_cursor
 from platform_api.storage.base import ObjectNotFound
 
 router = APIRouter(prefix="/v1/content", tags=["content"])
@@ -84,7 +85,7 @@ def detail(item: ContentItem) -> ContentPublic:
     )
 
 
-def _owned(session: SessionDep, content_id: str, trainer: TrainerUser) -> ContentItem:
+def _owned(session: SessionDep, content_id: ItemPathId, trainer: TrainerUser) -> ContentItem:
     return get_owned(session, ContentItem, content_id, trainer, owner_attr="trainer_id", what="content item")
 
 
@@ -108,7 +109,7 @@ def list_content(
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Cursor = None,
     kind: Kind | None = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     level: Level | None = None,
@@ -136,7 +137,7 @@ def create_content(body: ContentCreate, trainer: TrainerUser, session: SessionDe
 
 
 @router.get("/{content_id}", response_model=ContentPublic, responses=errors(401, 403, 404))
-def get_content(content_id: str, user: CurrentUser, session: SessionDep) -> ContentPublic:
+def get_content(content_id: ItemPathId, user: CurrentUser, session: SessionDep) -> ContentPublic:
     """Read a content item in full; premium items need a trial, subscription or credit unlock (403)."""
     item = service.get_visible(session, item_id=content_id, user=user)
     service.check_access(session, item=item, user=user)
@@ -144,7 +145,9 @@ def get_content(content_id: str, user: CurrentUser, session: SessionDep) -> Cont
 
 
 @router.patch("/{content_id}", response_model=ContentPublic, responses=errors(401, 403, 404, 422))
-def update_content(content_id: str, body: ContentUpdate, trainer: TrainerUser, session: SessionDep) -> ContentPublic:
+def update_content(
+    content_id: ItemPathId, body: ContentUpdate, trainer: TrainerUser, session: SessionDep
+) -> ContentPublic:
     """Edit one of the calling trainer's content items (404 for anyone else's)."""
     return detail(service.update_content(session, item=_owned(session, content_id, trainer), body=body))
 
@@ -152,7 +155,7 @@ def update_content(content_id: str, body: ContentUpdate, trainer: TrainerUser, s
 @router.put(
     "/{content_id}/media",
     response_model=ContentPublic,
-    responses=errors(401, 403, 404, 413, 415, 422),
+    responses=errors(400, 401, 403, 404, 413, 415, 422),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -175,7 +178,7 @@ def update_content(content_id: str, body: ContentUpdate, trainer: TrainerUser, s
     },
 )
 async def upload_media(
-    content_id: str,
+    content_id: ItemPathId,
     request: Request,
     trainer: TrainerUser,
     session: SessionDep,
@@ -214,7 +217,9 @@ async def upload_media(
         200: {"description": "the media file", "content": {"application/octet-stream": {}}},
     },
 )
-def download_media(content_id: str, user: CurrentUser, session: SessionDep, store: ObjectStoreDep) -> StreamingResponse:
+def download_media(
+    content_id: ItemPathId, user: CurrentUser, session: SessionDep, store: ObjectStoreDep
+) -> StreamingResponse:
     """Stream an item's media file; premium media need an entitlement (403)."""
     item = service.get_visible(session, item_id=content_id, user=user)
     service.check_access(session, item=item, user=user)
@@ -231,7 +236,7 @@ def download_media(content_id: str, user: CurrentUser, session: SessionDep, stor
 
 
 @router.post("/{content_id}/unlock", response_model=UnlockPublic, responses=errors(401, 402, 404, 409))
-def unlock(content_id: str, user: CurrentUser, session: SessionDep) -> UnlockPublic:
+def unlock(content_id: ItemPathId, user: CurrentUser, session: SessionDep) -> UnlockPublic:
     """Unlock a premium item with credits (402 when short); unlocking again costs nothing."""
     item = service.get_visible(session, item_id=content_id, user=user)
     if not item.premium:

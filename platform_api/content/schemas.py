@@ -1,17 +1,17 @@
 """Request and response bodies of content items."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from platform_api.events.schemas import Level
+from platform_api.events.schemas import ItemId, Level
 
 Kind = Literal["exercise_guide", "video", "article"]
 Category = Literal[
     "strength", "stretching", "cardio", "plyometrics", "powerlifting", "olympic weightlifting", "strongman"
 ]
-Tag = Field(min_length=1, max_length=40)
+Tag = Annotated[str, Field(min_length=1, max_length=40)]
 
 
 class ContentCreate(BaseModel):
@@ -39,10 +39,10 @@ class ContentCreate(BaseModel):
     description: str = Field("", max_length=20000)
     category: Category
     level: Level
-    equipment: list[str] = Field(default_factory=list, max_length=20)
-    primary_muscles: list[str] = Field(default_factory=list, max_length=20)
-    secondary_muscles: list[str] = Field(default_factory=list, max_length=20)
-    exercise_ids: list[str] = Field(default_factory=list, max_length=40)
+    equipment: list[Tag] = Field(default_factory=list, max_length=20)
+    primary_muscles: list[Tag] = Field(default_factory=list, max_length=20)
+    secondary_muscles: list[Tag] = Field(default_factory=list, max_length=20)
+    exercise_ids: list[ItemId] = Field(default_factory=list, max_length=40)
     mechanic: Literal["compound", "isolation"] | None = None
     force: Literal["push", "pull", "static"] | None = None
     duration_min: int = Field(ge=1, le=600)
@@ -58,9 +58,9 @@ class ContentUpdate(BaseModel):
     description: str | None = Field(None, max_length=20000)
     category: Category | None = None
     level: Level | None = None
-    equipment: list[str] | None = Field(None, max_length=20)
-    primary_muscles: list[str] | None = Field(None, max_length=20)
-    secondary_muscles: list[str] | None = Field(None, max_length=20)
+    equipment: list[Tag] | None = Field(None, max_length=20)
+    primary_muscles: list[Tag] | None = Field(None, max_length=20)
+    secondary_muscles: list[Tag] | None = Field(None, max_length=20)
     duration_min: int | None = Field(None, ge=1, le=600)
     premium: bool | None = None
 

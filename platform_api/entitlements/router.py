@@ -17,9 +17,10 @@ from platform_api.entitlements.schemas import (
 )
 from platform_api.entitlements.tables import CreditEntry
 from platform_api.errors import ERROR_SCHEMA, ApiError
-from platform_api.pagination import decode_cursor, encode_cursor
+from platform_api.pagination import Cursor, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["entitlements"])
+REPLAYED = "this idempotency key was used before: the entry it made"
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -66,7 +67,7 @@ def list_credit_entries(
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Cursor = None,
 ) -> CreditEntriesPublic:
     """List the caller's credit ledger, newest first."""
     after = decode_cursor(cursor, size=2)
@@ -78,7 +79,10 @@ def list_credit_entries(
 
 
 @router.post(
-    "/credits/charges", status_code=201, response_model=CreditEntryPublic, responses=errors(401, 402, 409, 422)
+    "/credits/charges",
+    status_code=201,
+    response_model=CreditEntryPublic,
+    responses={**errors(401, 402, 409, 422), 200: {"model": CreditEntryPublic, "description": REPLAYED}},
 )
 def charge_credits(
     body: CreditChargeCreate, user: CurrentUser, session: SessionDep, response: Response
@@ -93,7 +97,10 @@ def charge_credits(
 
 
 @router.post(
-    "/credits/grants", status_code=201, response_model=CreditEntryPublic, responses=errors(401, 403, 404, 409, 422)
+    "/credits/grants",
+    status_code=201,
+    response_model=CreditEntryPublic,
+    responses={**errors(401, 403, 404, 409, 422), 200: {"model": CreditEntryPublic, "description": REPLAYED}},
 )
 def grant_credits(
     body: CreditGrantCreate, admin: AdminUser, session: SessionDep, response: Response

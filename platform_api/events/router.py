@@ -13,6 +13,8 @@ from platform_api.events.ingest import ingest
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 MAX_BATCH = 10_000
+# A full batch of typical events is about 3.5 MB of JSON; the input guard refuses larger bodies (413).
+EVENT_BATCH_BYTES = 6 * 1024 * 1024
 
 
 class EventBatchIn(BaseModel):

@@ -4,8 +4,31 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# Clock skew tolerated between a device and the platform.
+MAX_FUTURE_SKEW = timedelta(minutes=10)
+# Older than consumer wearables is a wrong clock or a bad import; imported history such as the
+# 2016 Fitbit exports still passes. The API refuses what the batch validation would quarantine.
+MAX_AGE = timedelta(days=20 * 365)
+
+
+def plausible_day(value: date) -> date:
+    """A calendar day within MAX_AGE, at most tomorrow (a local "today" may be tomorrow in UTC)."""
+    now = datetime.now(UTC)
+    midnight = datetime.combine(value, datetime.min.time(), tzinfo=UTC)
+    if midnight < now - MAX_AGE:
+        raise ValueError(f"{value} is more than {MAX_AGE.days // 365} years ago")
+    if value > now.date() + timedelta(days=1):
+        raise ValueError(f"{value} is in the future")
+    return value
+
+
+# Every string of the contract is bounded: ids as the event log's columns, names, free text.
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+ItemId = Annotated[str, Field(min_length=1, max_length=128)]
+Label = Annotated[str, Field(min_length=1, max_length=64)]
+Day = Annotated[date, AfterValidator(plausible_day)]
 Rpe = Annotated[float, Field(ge=1, le=10)]
 Goal = Literal["lose_weight", "build_muscle", "build_strength", "endurance", "mobility", "general_fitness"]
 Level = Literal["beginner", "intermediate", "expert"]
@@ -20,7 +43,7 @@ class UserCreated(Props):
     # Unknown for people who arrive through an import rather than the app's onboarding.
     goal: Goal | None = None
     fitness_level: Level | None = None
-    equipment: list[str] = Field(default_factory=list, max_length=20)
+    equipment: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(default_factory=list, max_length=20)
     session_minutes: int = Field(30, ge=5, le=240)
     region: str = Field("US", min_length=2, max_length=2)
     source: Literal["app", "oidc", "import"] = "app"
@@ -32,18 +55,18 @@ class EmailVerified(Props):
 
 class PlanEnrolled(Props):
     source: Source = "browse"
-    request_id: str | None = None
+    request_id: Id | None = None
 
 
 class WorkoutStarted(Props):
-    session_id: str
+    session_id: Id
     source: Source = "free"
-    request_id: str | None = None
+    request_id: Id | None = None
 
 
 class ExerciseLogged(Props):
-    session_id: str
-    exercise_id: str
+    session_id: Id
+    exercise_id: ItemId
     sets: int = Field(ge=1, le=50)
     reps: int = Field(0, ge=0, le=1000)
     duration_s: int = Field(0, ge=0, le=4 * 3600)
@@ -52,29 +75,29 @@ class ExerciseLogged(Props):
 
 
 class WorkoutCompleted(Props):
-    session_id: str
+    session_id: Id
     duration_min: float = Field(gt=0, le=600)
     total_sets: int = Field(ge=0, le=500)
     total_reps: int = Field(ge=0, le=10000)
     calories: float = Field(ge=0, le=5000)
     rpe: Rpe | None = None
-    category: str | None = None
+    category: Label | None = None
 
 
 class HealthMetricSynced(Props):
-    day: date
+    day: Day
     steps: int | None = Field(None, ge=0, le=150_000)
     active_minutes: int | None = Field(None, ge=0, le=1440)
     resting_hr: float | None = Field(None, ge=25, le=220)
     sleep_minutes: int | None = Field(None, ge=0, le=1440)
     weight_kg: float | None = Field(None, ge=20, le=400)
-    source: str = "app"
+    source: str = Field("app", min_length=1, max_length=32)
 
 
 class ContentViewed(Props):
     seconds: int = Field(0, ge=0, le=24 * 3600)
     source: Source = "browse"
-    request_id: str | None = None
+    request_id: Id | None = None
 
 
 class ContentReady(Props):
@@ -82,30 +105,30 @@ class ContentReady(Props):
 
 
 class RecommendationImpression(Props):
-    request_id: str
+    request_id: Id
     position: int = Field(ge=0, le=1000)
-    model_version: str
-    arm: str = "control"
-    surface: str = "home"
+    model_version: Label
+    arm: Label = "control"
+    surface: Label = "home"
     score: float | None = None
 
 
 class RecommendationAction(Props):
-    request_id: str
+    request_id: Id
     position: int = Field(ge=0, le=1000)
 
 
 class PaymentEvent(Props):
-    payment_id: str
-    amount_cents: int = Field(ge=0)
+    payment_id: Id
+    amount_cents: int = Field(ge=0, le=100_000_000)
     currency: str = Field(min_length=3, max_length=3)
-    gateway: str
-    reason: str | None = None
+    gateway: str = Field(min_length=1, max_length=32)
+    reason: str | None = Field(None, max_length=200)
 
 
 class SubscriptionActivated(Props):
-    subscription_id: str
-    plan_code: str
+    subscription_id: Id
+    plan_code: Label
     renews_at: datetime
 
 
@@ -139,8 +162,6 @@ ITEM_REQUIRED_TYPES = frozenset(
         "recommendation.dismissed",
     }
 )
-# Clock skew tolerated between a device and the platform.
-MAX_FUTURE_SKEW = timedelta(minutes=10)
 
 
 class EventIn(BaseModel):
@@ -149,7 +170,7 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event_id: UUID
-    event_type: str
+    event_type: str = Field(max_length=64)
     user_id: str | None = Field(None, min_length=1, max_length=64)
     item_id: str | None = Field(None, min_length=1, max_length=128)
     occurred_at: datetime
@@ -160,8 +181,11 @@ class EventIn(BaseModel):
     def _aware_utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("occurred_at must carry a timezone (UTC)")
-        if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+        now = datetime.now(UTC)
+        if value > now + MAX_FUTURE_SKEW:
             raise ValueError("occurred_at is in the future")
+        if value < now - MAX_AGE:
+            raise ValueError(f"occurred_at is more than {MAX_AGE.days // 365} years ago")
         return value.astimezone(UTC)
 
     @model_validator(mode="after")

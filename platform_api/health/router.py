@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from platform_api.auth.ownership import get_owned
+from platform_api.boundary import RowId
 from platform_api.deps import CurrentUser, PlatformDep, SessionDep
 from platform_api.errors import ERROR_SCHEMA
 from platform_api.health import service
@@ -39,7 +40,12 @@ def integration_public(i: HealthIntegration) -> IntegrationPublic:
     )
 
 
-@router.post("/integrations", status_code=201, response_model=IntegrationPublic, responses=errors(401, 422))
+@router.post(
+    "/integrations",
+    status_code=201,
+    response_model=IntegrationPublic,
+    responses={**errors(401, 422), 200: {"model": IntegrationPublic, "description": "re-linked: tokens replaced"}},
+)
 def link_integration(
     body: IntegrationCreate, user: CurrentUser, session: SessionDep, platform: PlatformDep, response: Response
 ) -> IntegrationPublic:
@@ -59,13 +65,13 @@ def list_integrations(user: CurrentUser, session: SessionDep) -> IntegrationsPub
 
 
 @router.get("/integrations/{integration_id}", response_model=IntegrationPublic, responses=errors(401, 404))
-def get_integration(integration_id: str, user: CurrentUser, session: SessionDep) -> IntegrationPublic:
+def get_integration(integration_id: RowId, user: CurrentUser, session: SessionDep) -> IntegrationPublic:
     """Read one of the caller's integrations (404 for anyone else's)."""
     return integration_public(get_owned(session, HealthIntegration, integration_id, user, what="integration"))
 
 
 @router.delete("/integrations/{integration_id}", status_code=204, responses=errors(401, 404))
-def unlink_integration(integration_id: str, user: CurrentUser, session: SessionDep) -> Response:
+def unlink_integration(integration_id: RowId, user: CurrentUser, session: SessionDep) -> Response:
     """Unlink a provider and delete its tokens (metrics already synced stay)."""
     service.unlink_integration(
         session, integration=get_owned(session, HealthIntegration, integration_id, user, what="integration")
@@ -74,7 +80,7 @@ def unlink_integration(integration_id: str, user: CurrentUser, session: SessionD
 
 
 @router.post("/integrations/{integration_id}/sync", response_model=SyncPublic, responses=errors(401, 404, 422))
-def sync(integration_id: str, body: SyncCreate, user: CurrentUser, session: SessionDep) -> SyncPublic:
+def sync(integration_id: RowId, body: SyncCreate, user: CurrentUser, session: SessionDep) -> SyncPublic:
     """Ingest a batch of daily measurements in any supported unit (health_metric.synced per changed day)."""
     integration = get_owned(session, HealthIntegration, integration_id, user, what="integration")
     result = service.sync_metrics(session, integration=integration, measurements=body.measurements)

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from platform_api.events.schemas import Day
 from platform_api.health.units import Metric
 
 Provider = Literal["fitbit", "apple_health", "google_fit", "garmin", "oura"]
@@ -49,7 +50,7 @@ class IntegrationsPublic(BaseModel):
 class MeasurementIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    day: date
+    day: Day
     metric: Metric
     value: float = Field(ge=0, allow_inf_nan=False)
     unit: str | None = Field(None, max_length=16, description="default: the canonical unit (count, min, bpm, kg)")

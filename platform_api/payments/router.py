@@ -4,14 +4,16 @@ import logging
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from platform_api.auth.ownership import get_owned
 from platform_api.background import relay_emails
+from platform_api.boundary import RowId
 from platform_api.deps import CurrentUser, EmailDep, PlatformDep, SessionDep
 from platform_api.email.base import EmailSender
 from platform_api.errors import ERROR_SCHEMA, ApiError
+from platform_api.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from platform_api.payments import service
 from platform_api.payments.deps import GatewaysDep
 from platform_api.payments.gateways.base import SignedWebhook
@@ -81,7 +83,8 @@ def create_payment(
     response: Response,
     background: BackgroundTasks,
     idempotency_key: Annotated[
-        str | None, Header(description="unique per intended payment; retries reuse it", examples=["pay-7f3c2a"])
+        str | None,
+        Header(max_length=255, description="unique per intended payment; retries reuse it", examples=["pay-7f3c2a"]),
     ] = None,
 ) -> PaymentPublic:
     """Create a payment for a product (pending until the gateway confirms by webhook); idempotent by key."""
@@ -109,8 +112,8 @@ def create_payment(
 def list_payments(
     user: CurrentUser,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> PaymentsPublic:
     """List the caller's payments, newest first."""
     rows, count = service.list_payments(session, user_id=user.id, limit=limit, offset=offset)
@@ -118,7 +121,7 @@ def list_payments(
 
 
 @router.get("/{payment_id}", response_model=PaymentPublic, responses=errors(401, 404))
-def get_payment(payment_id: str, user: CurrentUser, session: SessionDep) -> PaymentPublic:
+def get_payment(payment_id: RowId, user: CurrentUser, session: SessionDep) -> PaymentPublic:
     """Read one of the caller's payments (404 for anyone else's)."""
     return service.public(get_owned(session, Payment, payment_id, user))
 
@@ -144,7 +147,7 @@ def get_payment(payment_id: str, user: CurrentUser, session: SessionDep) -> Paym
     },
 )
 async def receive_webhook(
-    gateway: str,
+    gateway: Annotated[str, Path(max_length=32)],
     request: Request,
     platform: PlatformDep,
     gateways: GatewaysDep,

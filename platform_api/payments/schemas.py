@@ -13,7 +13,9 @@ class PaymentCreate(BaseModel):
     product_code: ProductCode
     # A tokenised payment method from the app (Stripe's `pm_...`). In the sandbox, Stripe's test
     # tokens choose the outcome: pm_card_visa succeeds, pm_card_chargeDeclined fails.
-    payment_method: str | None = Field(None, pattern=r"^pm_[A-Za-z0-9_]{1,100}$", examples=["pm_card_visa"])
+    payment_method: str | None = Field(
+        None, max_length=103, pattern=r"^pm_[A-Za-z0-9_]{1,100}$", examples=["pm_card_visa"]
+    )
 
 
 class PaymentPublic(BaseModel):

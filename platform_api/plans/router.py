@@ -1,21 +1,23 @@
 """Trainers, plans and enrollments over HTTP."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response
 
 from platform_api.auth.ownership import get_owned
 from platform_api.background import relay_emails
+from platform_api.boundary import ItemPathId, RowId
 from platform_api.catalogue.tables import WorkoutPlan
 from platform_api.deps import CurrentUser, EmailDep, PlatformDep, SessionDep, TrainerUser
 from platform_api.errors import ERROR_SCHEMA
 from platform_api.events.schemas import Goal, Level
-from platform_api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from platform_api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor, decode_cursor, encode_cursor
 from platform_api.plans import service
 from platform_api.plans.schemas import (
     EnrollmentCreate,
     EnrollmentPublic,
     EnrollmentsPublic,
+    Name,
     PlanCreate,
     PlanPublic,
     PlansPublic,
@@ -34,7 +36,6 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
 
 def plan_public(p: WorkoutPlan) -> PlanPublic:
@@ -103,7 +104,7 @@ def update_my_trainer_profile(body: TrainerUpdate, trainer: TrainerUser, session
 
 
 @router.get("/trainers/{trainer_id}", response_model=TrainerPublic, responses=errors(401, 404))
-def get_trainer(trainer_id: str, _: CurrentUser, session: SessionDep) -> TrainerPublic:
+def get_trainer(trainer_id: RowId, _: CurrentUser, session: SessionDep) -> TrainerPublic:
     """Read one trainer's profile with the number of their plans and content items."""
     return trainer_public(service.get_trainer(session, trainer_id=trainer_id))
 
@@ -117,7 +118,7 @@ def list_plans(
     goal: Goal | None = None,
     level: Level | None = None,
     equipment: Annotated[
-        list[str] | None,
+        list[Name] | None,
         Query(
             max_length=20,
             description="equipment at hand (repeatable); plans needing anything else are left out; "
@@ -152,7 +153,7 @@ def create_plan(body: PlanCreate, trainer: TrainerUser, session: SessionDep) -> 
 
 
 @router.get("/plans/{plan_id}", response_model=PlanPublic, responses=errors(401, 404))
-def get_plan(plan_id: str, _: CurrentUser, session: SessionDep) -> PlanPublic:
+def get_plan(plan_id: ItemPathId, _: CurrentUser, session: SessionDep) -> PlanPublic:
     """Read one plan."""
     return plan_public(service.get_plan(session, plan_id=plan_id))
 
@@ -161,10 +162,10 @@ def get_plan(plan_id: str, _: CurrentUser, session: SessionDep) -> PlanPublic:
     "/plans/{plan_id}/enrollments",
     status_code=201,
     response_model=EnrollmentPublic,
-    responses=errors(401, 403, 404, 422),
+    responses={**errors(401, 403, 404, 422), 200: {"model": EnrollmentPublic, "description": "already enrolled"}},
 )
 def enroll(
-    plan_id: str,
+    plan_id: ItemPathId,
     user: CurrentUser,
     session: SessionDep,
     platform: PlatformDep,
@@ -187,7 +188,7 @@ def enroll(
 
 @router.get("/enrollments", response_model=EnrollmentsPublic, responses=errors(401, 422))
 def list_enrollments(
-    user: CurrentUser, session: SessionDep, status: Annotated[str | None, Query(pattern="^(active|cancelled)$")] = None
+    user: CurrentUser, session: SessionDep, status: Literal["active", "cancelled"] | None = None
 ) -> EnrollmentsPublic:
     """List the caller's enrollments, newest first."""
     rows = service.list_enrollments(session, user_id=user.id, status=status)
@@ -195,13 +196,13 @@ def list_enrollments(
 
 
 @router.get("/enrollments/{enrollment_id}", response_model=EnrollmentPublic, responses=errors(401, 404))
-def get_enrollment(enrollment_id: str, user: CurrentUser, session: SessionDep) -> EnrollmentPublic:
+def get_enrollment(enrollment_id: RowId, user: CurrentUser, session: SessionDep) -> EnrollmentPublic:
     """Read one of the caller's enrollments (404 for anyone else's)."""
     return enrollment_public(get_owned(session, PlanEnrollment, enrollment_id, user, what="enrollment"))
 
 
 @router.delete("/enrollments/{enrollment_id}", response_model=EnrollmentPublic, responses=errors(401, 404))
-def cancel_enrollment(enrollment_id: str, user: CurrentUser, session: SessionDep) -> EnrollmentPublic:
+def cancel_enrollment(enrollment_id: RowId, user: CurrentUser, session: SessionDep) -> EnrollmentPublic:
     """Cancel one of the caller's enrollments (404 for anyone else's)."""
     enrollment = get_owned(session, PlanEnrollment, enrollment_id, user, what="enrollment")
     return enrollment_public(service.cancel_enrollment(session, enrollment=enrollment))

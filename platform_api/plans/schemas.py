@@ -1,13 +1,13 @@
 """Request and response bodies of trainers, plans and enrollments."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from platform_api.events.schemas import Goal, Level, Source
+from platform_api.events.schemas import Goal, ItemId, Level, Source
 
-Name = Field(min_length=1, max_length=40)
+Name = Annotated[str, Field(min_length=1, max_length=40)]
 
 
 class TrainerUpdate(BaseModel):
@@ -26,7 +26,7 @@ class TrainerUpdate(BaseModel):
 
     display_name: str = Field(min_length=1, max_length=120)
     bio: str = Field("", max_length=4000)
-    specialties: list[str] = Field(default_factory=list, max_length=10)
+    specialties: list[Name] = Field(default_factory=list, max_length=10)
 
 
 class TrainerPublic(BaseModel):
@@ -66,7 +66,7 @@ class PlanCreate(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     goal: Goal
     level: Level
-    exercise_ids: list[str] = Field(min_length=1, max_length=40, description="exercise ids of the catalogue")
+    exercise_ids: list[ItemId] = Field(min_length=1, max_length=40, description="exercise ids of the catalogue")
     weeks: int = Field(ge=1, le=52)
     sessions_per_week: int = Field(ge=1, le=7)
     minutes_per_session: int = Field(ge=5, le=240)

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from platform_api.auth.ownership import get_owned
+from platform_api.boundary import RowId
 from platform_api.deps import CurrentUser, SessionDep
 from platform_api.errors import ERROR_SCHEMA
-from platform_api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from platform_api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Cursor, decode_cursor, encode_cursor
 from platform_api.workouts import service
 from platform_api.workouts.achievements import TITLES, current_streak, longest_streak
 from platform_api.workouts.schemas import (
@@ -69,7 +70,12 @@ def achievement_public(a: Achievement) -> AchievementPublic:
     return AchievementPublic(code=a.code, title=TITLES.get(a.code, a.code), earned_at=a.earned_at)
 
 
-@router.post("/workouts", status_code=201, response_model=WorkoutPublic, responses=errors(401, 403, 404, 409, 422))
+@router.post(
+    "/workouts",
+    status_code=201,
+    response_model=WorkoutPublic,
+    responses={**errors(401, 403, 404, 409, 422), 200: {"model": WorkoutPublic, "description": "started before"}},
+)
 def start_workout(body: WorkoutCreate, user: CurrentUser, session: SessionDep, response: Response) -> WorkoutPublic:
     """Start a workout session, from a plan or free (workout.started); 200 when its id was started before."""
     workout, created = service.start_workout(session, user_id=user.id, body=body)
@@ -83,7 +89,7 @@ def list_workouts(
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Cursor = None,
 ) -> WorkoutsPublic:
     """List the caller's workouts, newest first."""
     after = decode_cursor(cursor, size=2)
@@ -95,7 +101,7 @@ def list_workouts(
 
 
 @router.get("/workouts/{workout_id}", response_model=WorkoutPublic, responses=errors(401, 404))
-def get_workout(workout_id: str, user: CurrentUser, session: SessionDep) -> WorkoutPublic:
+def get_workout(workout_id: RowId, user: CurrentUser, session: SessionDep) -> WorkoutPublic:
     """Read one of the caller's workouts (404 for anyone else's)."""
     return workout_public(get_owned(session, WorkoutSession, workout_id, user, what="workout"))
 
@@ -103,7 +109,7 @@ def get_workout(workout_id: str, user: CurrentUser, session: SessionDep) -> Work
 @router.post(
     "/workouts/{workout_id}/sets", status_code=201, response_model=SetsPublic, responses=errors(401, 404, 409, 422)
 )
-def log_sets(workout_id: str, body: SetsCreate, user: CurrentUser, session: SessionDep) -> SetsPublic:
+def log_sets(workout_id: RowId, body: SetsCreate, user: CurrentUser, session: SessionDep) -> SetsPublic:
     """Log sets of one exercise in an active workout (exercise.logged)."""
     workout = get_owned(session, WorkoutSession, workout_id, user, what="workout")
     rows = service.log_sets(
@@ -117,7 +123,7 @@ def log_sets(workout_id: str, body: SetsCreate, user: CurrentUser, session: Sess
 
 
 @router.get("/workouts/{workout_id}/sets", response_model=SetsPublic, responses=errors(401, 404))
-def list_sets(workout_id: str, user: CurrentUser, session: SessionDep) -> SetsPublic:
+def list_sets(workout_id: RowId, user: CurrentUser, session: SessionDep) -> SetsPublic:
     """List the sets logged in one of the caller's workouts."""
     workout = get_owned(session, WorkoutSession, workout_id, user, what="workout")
     rows = service.list_sets(session, workout_id=workout.id)
@@ -126,7 +132,7 @@ def list_sets(workout_id: str, user: CurrentUser, session: SessionDep) -> SetsPu
 
 @router.post("/workouts/{workout_id}/complete", response_model=WorkoutSummaryPublic, responses=errors(401, 404, 422))
 def complete_workout(
-    workout_id: str, user: CurrentUser, session: SessionDep, body: WorkoutComplete | None = None
+    workout_id: RowId, user: CurrentUser, session: SessionDep, body: WorkoutComplete | None = None
 ) -> WorkoutSummaryPublic:
     """Complete a workout: summary with duration, sets, reps, calories, score; streak and new achievements."""
     workout = get_owned(session, WorkoutSession, workout_id, user, what="workout")

@@ -37,7 +37,7 @@ PARAMETERS = [
         "name": "surface",
         "in": "query",
         "description": "where they are shown",
-        "schema": {"type": "string", "pattern": SURFACE.pattern, "default": "home"},
+        "schema": {"type": "string", "maxLength": 32, "pattern": SURFACE.pattern, "default": "home"},
     },
 ]
 
