@@ -97,16 +97,18 @@ def test_export_validates_partitions_quarantines_and_reports(
         ev("content.viewed", "u2", DAY2, item_id=items[0], seconds=90),
         ev("health_metric.synced", "u1", DAY2, day=DAY2.date().isoformat(), steps=9000, resting_hr=57.5),
     ]
-    # The API accepts these (its contract has no memory of users, nor an age limit)...
+    # The API accepts this one (its contract has no memory of users)...
     ghost = ev("content.viewed", "ghost", DAY2, item_id=items[0], seconds=5)
-    ancient = workout("u1", NOW - timedelta(days=25 * 365))
-    _ingest(platform, good + [ghost, ancient])
-    # ...and this one bypassed it (an older producer writing the log directly).
+    _ingest(platform, good + [ghost])
+    # ...and these bypassed it (an older producer writing the log directly): the API refuses both.
     direct = workout("u2", DAY2) | {"received_at": datetime.now(UTC)}
     direct["properties"]["rpe"] = 15
     direct["occurred_at"] = DAY2
+    ancient = workout("u1", NOW - timedelta(days=25 * 365))
+    ancient |= {"occurred_at": datetime.fromisoformat(ancient["occurred_at"]), "received_at": datetime.now(UTC)}
     with platform.sessions() as session:
         session.execute(insert(EventLog).values(direct))
+        session.execute(insert(EventLog).values(ancient))
         session.commit()
         content_ready = len(
             session.scalars(select(EventLog.event_id).where(EventLog.event_type == "content.ready")).all()
