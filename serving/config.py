@@ -32,7 +32,7 @@ class ServingSettings(BaseSettings):
         5.0, gt=0, description="seconds an open circuit waits before trying its dependency again"
     )
     rank_timeout_ms: int = Field(
-        2000, ge=1, description="longest an uncached ranking may take before popularity answers instead"
+        500, ge=1, description="longest an uncached ranking may take before popularity answers instead"
     )
     health_timeout_ms: int = Field(1000, ge=1, description="timeout of each dependency check of /health/ready")
     candidates: int = Field(500, ge=10, le=5000, description="candidates scored per uncached request")

@@ -82,7 +82,7 @@ class Recommender:
         cache_ttl_s: int,
         n_candidates: int,
         on_served: Callable[..., None] | None = None,
-        rank_timeout_s: float = 2.0,
+        rank_timeout_s: float = 0.5,
         breaker_failures: int = 3,
         breaker_reset_s: float = 5.0,
         rank_threads: int = 8,

@@ -111,6 +111,11 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
     with _serve(serving) as base:
         health = httpx.get(f"{base}/health").json()
         assert health["model_version"] == f"v{champion.version}"
+        assert {name: c["status"] for name, c in health["checks"].items() if name != "cache"} == {
+            "database": "ok",
+            "model": "ok",
+            "features": "ok",
+        }
         assert health["cache"] == ("redis" if settings.redis_url else "memory")
         freshness = httpx.get(f"{base}/health/features").json()["views"]
         assert {"user_workout_stats", "item_stats", "item_catalogue"} <= set(freshness)
@@ -120,6 +125,7 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
         assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthorized"
         first = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 10}, headers=key, timeout=30).json()
         assert first["cached"] is False and first["count"] == 10 and first["model_version"] == f"v{champion.version}"
+        assert first["fallback_reason"] is None  # the model ranked it, no fallback
         assert len({d["item_id"] for d in first["data"]}) == 10
         scores = [d["score"] for d in first["data"]]
         assert scores == sorted(scores, reverse=True)
