@@ -1,7 +1,8 @@
-"""Private Redis and PostgreSQL servers on free loopback ports, for fault injection.
+"""Private Redis and PostgreSQL servers on free loopback ports, for fault tests.
 
-The machine's shared servers are never touched: each of these is a process of its own in a
-scratch folder, which the faults kill, stop, freeze (SIGSTOP) and bring back.
+The machine's shared servers are never touched: each server here is a process of its own
+(a scratch folder for PostgreSQL) that a test kills, stops, freezes (SIGSTOP) and brings
+back. No pytest in here, so the reliability tooling can use a copy of it.
 """
 
 import contextlib
@@ -21,7 +22,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, *, up: bool, timeout_s: float = 30.0) -> None:
+def wait_port(port: int, *, up: bool, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -34,7 +35,7 @@ def _wait_port(port: int, *, up: bool, timeout_s: float = 30.0) -> None:
 
 
 class PrivateRedis:
-    """redis-server without persistence on a free port."""
+    """redis-server without persistence on a port of its own (kept across restarts)."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -53,16 +54,19 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_port(self.port, up=True)
+        wait_port(self.port, up=True)
         return self
 
     def kill(self) -> None:
+        """SIGKILL: like a crash; every key is gone."""
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen process cannot be reaped until it runs
             self.proc.kill()
             self.proc.wait()
             self.proc = None
 
     def freeze(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel but never answered."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
 
@@ -70,14 +74,11 @@ class PrivateRedis:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
-        self.kill()
+    stop = kill
 
 
 class PrivatePostgres:
-    """A throw-away PostgreSQL cluster (initdb) owned by the `postgres` system user when run as root."""
+    """A throw-away PostgreSQL cluster (initdb, trust auth); run as `postgres` when we are root."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -106,8 +107,25 @@ class PrivatePostgres:
         return self
 
     def stop(self, mode: str = "fast") -> None:
-        """Stop the server (fast: disconnect clients; immediate: like a crash)."""
+        """Stop the server (fast: disconnect clients; immediate: like a crash). The data stays."""
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", mode, "-w", "stop")
+
+    def kill(self) -> None:
+        self.stop("immediate")
+
+    def _pids(self) -> list[int]:
+        postmaster = int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> None:
+        """SIGSTOP the postmaster and its backends: connections hang instead of failing."""
+        for pid in self._pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
 
     def close(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped

@@ -1,0 +1,20 @@
+"""Candidate generators: pure model code (numpy, scipy, pandas), importing no other project package."""
+
+from models.generators.base import CANDIDATE_COLUMNS, CandidateGenerator, InteractionIndex, ScoringGenerator
+from models.generators.content import ContentGenerator, attribute_matrix
+from models.generators.item_item import EASEGenerator, RP3betaGenerator
+from models.generators.merge import merge_candidates
+from models.generators.popularity import PopularityGenerator
+
+__all__ = [
+    "CANDIDATE_COLUMNS",
+    "CandidateGenerator",
+    "ContentGenerator",
+    "EASEGenerator",
+    "InteractionIndex",
+    "PopularityGenerator",
+    "RP3betaGenerator",
+    "ScoringGenerator",
+    "attribute_matrix",
+    "merge_candidates",
+]
