@@ -419,5 +419,54 @@ def check_reliability_cmd(
     raise typer.Exit(0 if report.ok else 1)
 
 
+@app.command()
+def benchmark(
+    out: Annotated[Path, typer.Option(help="Folder for metrics.csv/.md, params.json, recs.csv and the MLflow store.")],
+    interactions: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="One interactions file, split by --protocol.")
+    ] = None,
+    train: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="A training file (with --test).")
+    ] = None,
+    test: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="A test file (with --train).")] = None,
+    format: Annotated[
+        Literal["movielens", "csv"], typer.Option(help="movielens: u.data (tab-separated, no header); csv: a header.")
+    ] = "csv",
+    user_col: Annotated[str, typer.Option(help="CSV column of the user id.")] = "user_id",
+    item_col: Annotated[str, typer.Option(help="CSV column of the item id.")] = "item_id",
+    rating_col: Annotated[str, typer.Option(help="CSV column of the rating (may be absent).")] = "rating",
+    time_col: Annotated[str, typer.Option(help="CSV column of the time (may be absent: row order).")] = "timestamp",
+    protocol: Annotated[str, typer.Option(help="Per-user split: random:0.75, time:0.8 or leave-last-out.")] = (
+        "random:0.75"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the split and of every model.")] = 42,
+    k: Annotated[int, typer.Option(min=1, help="Cut-off of the metrics and of recs.csv.")] = 10,
+) -> None:
+    """Benchmark every candidate generator and the two-stage model on an interactions file."""
+    from training.benchmark import benchmark_files
+
+    if (interactions is None) == (train is None or test is None) or (train is None) != (test is None):
+        raise typer.BadParameter("give --interactions FILE, or both --train FILE and --test FILE (not both ways)")
+    with step_progress("benchmark") as progress:
+        try:
+            run = benchmark_files(
+                interactions=interactions,
+                train_file=train,
+                test_file=test,
+                format=format,
+                columns={"user_col": user_col, "item_col": item_col, "rating_col": rating_col, "time_col": time_col},
+                protocol=protocol,
+                seed=seed,
+                k=k,
+                out=out,
+                progress=progress,
+            )
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from error
+    console.print(run.paths["metrics.md"].read_text(), soft_wrap=True)
+    console.print(f"{run.result.seconds['total']:.1f} s; recs of {run.result.best}: {run.paths['recs.csv']}")
+    console.print(f"MLflow run {run.run_id}")
+
+
 def main() -> None:
     app()

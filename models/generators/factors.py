@@ -29,16 +29,16 @@ class ALSGenerator(ScoringGenerator):
         from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
-        model = AlternatingLeastSquares(
-            factors=self.factors,
-            regularization=self.regularization,
-            alpha=self.alpha,
-            iterations=self.iterations,
-            random_state=self.seed,
-            num_threads=self.num_threads,
-        )
         # implicit runs its own threads; a BLAS thread pool inside each of them only contends.
         with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=self.seed,
+                num_threads=self.num_threads,
+            )
             model.fit(binarize(self.index.matrix).astype(np.float32), show_progress=False)
         self.user_factors = np.asarray(model.user_factors, dtype=np.float64)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float64)
