@@ -20,8 +20,12 @@ PROJECT = "fitrec"
 REPO_SUBDIR = "feature_repo"
 
 
-def redis_connection_string(url: str) -> str:
-    """A redis:// URL → Feast's "host:port,db=N,password=…,ssl=true" connection string."""
+def redis_connection_string(url: str, *, timeout_s: float | None = None) -> str:
+    """A redis:// URL → Feast's "host:port,db=N,password=…,ssl=true" connection string.
+
+    `timeout_s` bounds connecting and each socket read, without retries (Feast passes extra
+    keys to redis-py); without it a frozen Redis hangs a read forever.
+    """
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss"):
         raise ValueError(f"not a redis URL: {url!r}")
@@ -34,6 +38,9 @@ def redis_connection_string(url: str) -> str:
         parts.append(f"password={unquote(parsed.password)}")
     if parsed.scheme == "rediss":
         parts.append("ssl=true")
+    if timeout_s is not None:
+        # retry=null: redis-py would otherwise retry a timed-out read three times with backoff (~10 s).
+        parts += [f"socket_timeout={timeout_s}", f"socket_connect_timeout={timeout_s}", "retry=null"]
     return ",".join(parts)
 
 
@@ -44,6 +51,7 @@ def repo_config(
     registry_url: str | None = None,
     project: str = PROJECT,
     offline_url: str | None = None,
+    redis_timeout_s: float | None = None,
 ) -> Any:
     """The RepoConfig of a profile; relative source paths resolve against `data_dir`."""
     from feast import RepoConfig
@@ -63,7 +71,7 @@ def repo_config(
         registry = RegistryConfig(registry_type="file", path=str(repo_dir / "registry.db"), cache_ttl_seconds=60)
     online: Any
     if redis_url:
-        online = RedisOnlineStoreConfig(connection_string=redis_connection_string(redis_url))
+        online = RedisOnlineStoreConfig(connection_string=redis_connection_string(redis_url, timeout_s=redis_timeout_s))
     else:
         online = SqliteOnlineStoreConfig(path=str(repo_dir / "online_store.db"))
     offline: Any = DaskOfflineStoreConfig()
@@ -93,6 +101,7 @@ def open_store(
     registry_url: str | None = None,
     project: str = PROJECT,
     offline_url: str | None = None,
+    redis_timeout_s: float | None = None,
 ) -> "FeatureStore":
     """A FeatureStore over the data folder; creates the repo folder, touches no other state.
 
@@ -102,7 +111,12 @@ def open_store(
     from feast import FeatureStore
 
     config = repo_config(
-        data_dir=data_dir, redis_url=redis_url, registry_url=registry_url, project=project, offline_url=offline_url
+        data_dir=data_dir,
+        redis_url=redis_url,
+        registry_url=registry_url,
+        project=project,
+        offline_url=offline_url,
+        redis_timeout_s=redis_timeout_s,
     )
     (Path(data_dir).resolve() / REPO_SUBDIR).mkdir(parents=True, exist_ok=True)
     return FeatureStore(repo_path=str(Path(data_dir).resolve()), config=config)

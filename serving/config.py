@@ -24,6 +24,9 @@ class ServingSettings(BaseSettings):
     cache_ttl_s: int = Field(300, ge=1, description="seconds a computed top-k stays cached")
     cache_prefix: str = "fitrec:"
     cache_max_entries: int = Field(100_000, ge=1, description="in-process cache size (embedded default)")
+    online_timeout_ms: int = Field(
+        250, ge=1, le=10_000, description="timeout of connecting to and each read from the Redis online store"
+    )
     cache_timeout_ms: int = Field(50, ge=1, le=5000, description="timeout of each Redis cache call")
     breaker_failures: int = Field(
         3, ge=1, description="failed calls in a row that open a circuit (Redis cache, ranking path)"

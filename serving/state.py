@@ -25,6 +25,7 @@ from serving.recommend import Catalogue, FeatureFetcher, FeaturesUnavailable, Re
 from serving.served_log import ServedLog
 
 log = logging.getLogger(__name__)
+PUSH_TIMEOUT_S = 5.0  # the pusher writes in the background: a frozen Redis may stall a push, not hang it
 POPULARITY_FEATURE = "item_popularity_28d"
 
 
@@ -89,6 +90,7 @@ def _open_features(settings: ServingSettings, items: list[Item]) -> tuple[Featur
             redis_url=settings.redis_url,
             project=settings.feast_project,
             offline_url=settings.database_url if is_postgres(settings.database_url) else None,
+            redis_timeout_s=settings.online_timeout_ms / 1000,
         )
         built = bool(store.list_feature_views())
     except Exception as exc:  # noqa: BLE001 - a missing or broken store degrades answers to popularity
@@ -177,7 +179,12 @@ def _start_pusher(
     from features.transforms import items_frame
 
     # A store of its own: pushes write through another connection than the request threads read with.
-    store = open_store(data_dir=settings.data_dir, redis_url=settings.redis_url, project=settings.feast_project)
+    store = open_store(
+        data_dir=settings.data_dir,
+        redis_url=settings.redis_url,
+        project=settings.feast_project,
+        redis_timeout_s=PUSH_TIMEOUT_S,
+    )
     pusher = FeaturePusher(
         engine=platform.engine,
         store=store,

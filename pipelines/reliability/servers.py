@@ -1,8 +1,7 @@
-"""Private Redis and PostgreSQL servers on free loopback ports, for fault tests.
+"""Private Redis and PostgreSQL servers on free loopback ports, for fault tests and the reliability suite.
 
 The machine's shared servers are never touched: each server here is a process of its own
-(a scratch folder for PostgreSQL) that a test kills, stops, freezes (SIGSTOP) and brings
-back. No pytest in here, so the reliability tooling can use a copy of it.
+(a scratch folder for PostgreSQL) that a fault kills, stops, freezes (SIGSTOP) and brings back.
 """
 
 import contextlib

@@ -5,8 +5,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from servers import PrivatePostgres
 
+from pipelines.reliability.servers import PrivatePostgres
 from serving.app import create_app
 from serving.config import ServingSettings
 

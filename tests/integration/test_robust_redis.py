@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import redis
 import uvicorn
-from servers import PrivateRedis, free_port
 
+from pipelines.reliability.servers import PrivateRedis, free_port
 from platform_api.auth.api_keys import create_api_key
 from platform_api.catalogue.service import seed_catalogue
 from platform_api.config import PlatformSettings
