@@ -131,7 +131,7 @@ def test_a_posted_workout_reaches_the_online_features_within_seconds(folder: Fol
         state = app.state.serving
         assert state.pusher is not None and state.pusher.interval_s == 0.5
         # What the recommender reads on a cache miss (the app's own OnlineFeatureReader).
-        features = state.recommender._fetch
+        features = state.recommender.fetch_features
         before = features("u1", [PLAN]).iloc[0]
         assert before["workouts_7d"] == 1 and before["minutes_7d"] == 30
 
