@@ -3,7 +3,9 @@
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -12,7 +14,7 @@ from platform_api.auth.principal import Principal
 from platform_api.auth.tables import User
 from platform_api.email.base import EmailSender
 from platform_api.email.factory import make_email_sender
-from platform_api.errors import ApiError
+from platform_api.errors import ERROR_SCHEMA, ApiError
 from platform_api.runtime import Platform
 
 
@@ -63,6 +65,17 @@ def get_current_user(principal: CurrentPrincipal) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def document_user_only(router: APIRouter) -> None:
+    """List get_current_user's 403 (a service key on a user's route) on every route that depends on it."""
+
+    def needs_user(dependant: Dependant) -> bool:
+        return any(d.call is get_current_user or needs_user(d) for d in dependant.dependencies)
+
+    for route in router.routes:
+        if isinstance(route, APIRoute) and needs_user(route.dependant):
+            route.responses.setdefault(403, ERROR_SCHEMA)
 
 
 def get_verified_user(user: CurrentUser) -> User:

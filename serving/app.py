@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from platform_api.auth.proxies import trust_forwarded_headers
 from platform_api.boundary import install_input_guard
+from platform_api.deps import document_user_only
 from platform_api.errors import install_error_handlers
 from platform_api.routers import ROUTERS
 from serving.config import ServingSettings
@@ -40,5 +41,6 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(recommendations.router)
     for router in ROUTERS:
+        document_user_only(router)
         app.include_router(router)
     return app
