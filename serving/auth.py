@@ -2,6 +2,8 @@
 
 Service keys are looked up once and remembered for a short time (a revoked key stops
 working within `KEY_TTL_S`); users' access tokens go through the platform's full check.
+While the database is unreachable a key seen within `STALE_S` keeps its last verdict, so
+the app backend's recommendations survive an outage (nobody can revoke a key meanwhile).
 """
 
 import threading
@@ -12,22 +14,25 @@ from fastapi.concurrency import run_in_threadpool
 
 from platform_api.auth.authenticate import authenticate
 from platform_api.auth.principal import Principal
-from platform_api.errors import ApiError
+from platform_api.errors import ApiError, is_database_unavailable
 from platform_api.runtime import Platform
 
 KEY_TTL_S = 30.0
+STALE_S = 3600.0
 READ_SCOPE = "recommendations:read"
 
 
 class KeyCache:
-    def __init__(self, ttl_s: float = KEY_TTL_S) -> None:
+    def __init__(self, ttl_s: float = KEY_TTL_S, stale_s: float = STALE_S) -> None:
         self._ttl = ttl_s
+        self._stale = stale_s
         self._entries: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Principal | None:
+    def get(self, key: str, *, stale: bool = False) -> Principal | None:
+        """The remembered verdict while fresh; with `stale`, up to STALE_S past that."""
         hit = self._entries.get(key)
-        if hit is None or hit[0] < time.monotonic():
+        if hit is None or hit[0] + (self._stale if stale else 0.0) < time.monotonic():
             return None
         return hit[1]
 
@@ -46,7 +51,13 @@ async def reader(request: Request) -> Principal:
         cached = keys.get(api_key)
         if cached is not None:
             return cached
-    principal = await run_in_threadpool(_authenticate, request.app.state.platform, bearer, api_key)
+    try:
+        principal = await run_in_threadpool(_authenticate, request.app.state.platform, bearer, api_key)
+    except Exception as exc:
+        remembered = keys.get(api_key, stale=True) if api_key and not bearer else None
+        if remembered is None or not is_database_unavailable(exc):
+            raise
+        return remembered
     if principal.kind == "service" and api_key:
         keys.put(api_key, principal)
     return principal

@@ -34,6 +34,7 @@ class FaultResult:
     recovery_s: float | None = None  # None: not applicable
     half_written: int | None = None  # None: the fault does not hit writes
     lost_acknowledged: int | None = None
+    writes: dict[str, int] = field(default_factory=dict)  # event writes by outcome: acknowledged, 503, other
     fallback_answers: int = 0
     notes: str = ""
 
@@ -57,19 +58,22 @@ def mixed_calls(stack: Stack, run: str) -> Callable[[int], Call]:
     return call
 
 
-def event_batch(run: str, i: int) -> list[dict[str, object]]:
+def event_batch(run: str, i: int) -> dict[str, object]:
+    """The body of POST /v1/events: BATCH events with ids derived from (run, i)."""
     now = datetime.now(UTC).isoformat()
-    return [
-        {
-            "event_id": str(event_id(run, i, j)),
-            "event_type": "content.viewed",
-            "user_id": f"u-{i % 100 + 1:05d}",
-            "item_id": None,
-            "occurred_at": now,
-            "properties": {"seconds": 30},
-        }
-        for j in range(BATCH)
-    ]
+    return {
+        "events": [
+            {
+                "event_id": str(event_id(run, i, j)),
+                "event_type": "content.viewed",
+                "user_id": f"u-{i % 100 + 1:05d}",
+                "item_id": None,
+                "occurred_at": now,
+                "properties": {"seconds": 30},
+            }
+            for j in range(BATCH)
+        ]
+    }
 
 
 def event_id(run: str, i: int, j: int) -> uuid.UUID:
@@ -142,6 +146,7 @@ def run_fault(
     )
     if writes:
         result.half_written, result.lost_acknowledged = _check_writes(stack, run, samples)
+        result.writes = write_outcomes(samples)
     return result
 
 
@@ -162,6 +167,14 @@ def _check_writes(stack: Stack, run: str, samples: list[Sample]) -> tuple[int, i
         half += 0 < n < BATCH
         lost += 200 <= s.status < 300 and n < BATCH
     return half, lost
+
+
+def write_outcomes(samples: list[Sample]) -> dict[str, int]:
+    outcomes = {"acknowledged": 0, "503": 0, "other": 0}
+    for s in samples:
+        if s.route == "POST events":
+            outcomes["acknowledged" if 200 <= s.status < 300 else "503" if s.status == 503 else "other"] += 1
+    return outcomes
 
 
 def corrupt_champion(stack: Stack) -> None:

@@ -90,6 +90,7 @@ def run_reliability(
 
 
 def _fuzz(report: Report, stack: Stack, *, examples: int) -> None:
+    stack.renew_credentials()
     assert stack.credentials is not None
     app = AppProcess(stack.env(), log_path=report.out / f"app-fuzz-{stack.profile}.log").start()
     try:
@@ -129,6 +130,10 @@ def _faults(report: Report, stacks: dict[str, Stack], *, rate: float) -> None:
         if r.recovery_s is not None or r.name.startswith(("Redis", "PostgreSQL")):
             figure = "never (60 s)" if r.recovery_s is None else f"{r.recovery_s:.1f} s"
             report.add("faults", f"{r.name} — back to normal after repair", figure, "< 60 s", r.recovery_s is not None)
+        if r.writes:
+            figure = ", ".join(f"{n} {outcome}" for outcome, n in r.writes.items())
+            ok = r.writes["other"] == 0 and r.writes["acknowledged"] > 0
+            report.add("faults", f"{r.name} — event writes", figure, "some acknowledged, 0 other", ok)
         if r.half_written is not None:
             report.add(
                 "faults", f"{r.name} — event batches half-written", str(r.half_written), "0", r.half_written == 0
@@ -161,6 +166,7 @@ def _security(report: Report) -> None:
 
 
 def _soak(report: Report, stack: Stack, *, seconds: float, rate: float) -> None:
+    stack.renew_credentials()  # access tokens live 15 minutes; the stack may be older than that
     app = AppProcess(stack.env(), log_path=report.out / "app-soak.log").start()
     try:
         r = soak(stack, app, seconds=seconds, rate=rate)

@@ -75,6 +75,14 @@ class Stack:
         env.update(extra)
         return env
 
+    def renew_credentials(self) -> None:
+        """New callers (access tokens expire after 15 minutes)."""
+        platform = open_platform(self.settings().platform())
+        try:
+            self.credentials = _credentials(platform)
+        finally:
+            platform.close()
+
     def close(self) -> None:
         if self.redis:
             self.redis.stop()
@@ -97,11 +105,11 @@ def build_stack(profile: str) -> Stack:
             items = list_items(session)
         end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         simulate_into_platform(platform.sessions, items=items, users=USERS, days=DAYS, seed=SEED, end=end)
-        stack.credentials = _credentials(platform)
     finally:
         platform.close()
     build_features(settings)
     run_training(settings)
+    stack.renew_credentials()
     return stack
 
 

@@ -1,19 +1,15 @@
 """The whole main job on a small population, on the embedded default and on PostgreSQL + Redis:
 events → features → trained, registered ranker → the running app serving a cached top-10."""
 
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from mlflow.tracking import MlflowClient
 from sqlalchemy import select
-from support import free_port
+from support import serve_app
 
 from features.store import open_store
 from pipelines.build_features import build_features
@@ -67,23 +63,6 @@ def trained(profile: dict[str, str | None]) -> Iterator[tuple[PipelineSettings, 
         store.teardown()
 
 
-@contextmanager
-def _serve(settings: ServingSettings) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-untyped-def]
     settings, metrics = trained
     # The ranker learns the population's preferences: clearly above popularity and near the oracle.
@@ -108,7 +87,7 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
     platform.close()
     key = {"X-API-Key": secret}
 
-    with _serve(serving) as base:
+    with serve_app(create_app(serving)) as base:
         health = httpx.get(f"{base}/health").json()
         assert health["model_version"] == f"v{champion.version}"
         assert {name: c["status"] for name, c in health["checks"].items() if name != "cache"} == {

@@ -60,3 +60,29 @@ def test_database_down_is_a_503_with_retry_after_and_nothing_half_written(tmp_pa
     # The failed sign-ups left nothing behind: exactly one more user, and the outbox rows of one sign-up.
     assert _count(postgres.url, "user_account") == users + 1
     assert _count(postgres.url, "outbox_message") - outbox == outbox - outbox_before
+
+
+def test_known_service_keys_still_read_recommendations_while_the_database_is_down(tmp_path, postgres) -> None:  # type: ignore[no-untyped-def]
+    from platform_api.auth.api_keys import create_api_key
+    from serving.auth import KeyCache
+
+    settings = ServingSettings(
+        FITREC_DATA_DIR=tmp_path, DATABASE_URL=postgres.url, model_refresh_s=0, push_interval_s=0, email_relay_s=0
+    )
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        keys = []
+        for name in ("backend", "never used"):
+            with app.state.platform.sessions() as session:
+                _, secret = create_api_key(session, name=name, scopes=["recommendations:read"], created_by=None)
+                session.commit()
+            keys.append({"X-API-Key": secret})
+        app.state.serving.keys = KeyCache(ttl_s=0.0)  # every verdict is already past its freshness
+        path = "/v1/users/u-00001/recommendations"
+        assert client.get(path, headers=keys[0]).status_code == 200
+
+        postgres.stop("immediate")
+        assert client.get(path, headers=keys[0]).status_code == 200  # its last verdict stands in
+        unknown = client.get(path, headers=keys[1])
+        assert unknown.status_code == 503 and unknown.json()["error"]["code"] == "database_unavailable"
+        postgres.start()

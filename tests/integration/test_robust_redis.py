@@ -4,7 +4,6 @@ The model and the features are in-process fakes, so every answer goes through th
 cache stack (Redis behind the circuit breaker, the in-process fallback) over real HTTP.
 """
 
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-import uvicorn
+from support import serve_app
 
-from pipelines.reliability.servers import PrivateRedis, free_port
+from pipelines.reliability.servers import PrivateRedis
 from platform_api.auth.api_keys import create_api_key
 from platform_api.catalogue.service import seed_catalogue
 from platform_api.config import PlatformSettings
@@ -53,29 +52,18 @@ def _fetch(user_id: str, item_ids) -> pd.DataFrame:  # type: ignore[no-untyped-d
 def _serve(settings: ServingSettings) -> Iterator[str]:
     """The app on a free port, its recommender on the fake model over the app's own cache."""
     app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.1)
-    state = app.state.serving
-    state.recommender = Recommender(
-        catalogue=state.recommender.catalogue,
-        fetch_features=_fetch,
-        models=FakeHolder(),  # type: ignore[arg-type]
-        cache=state.cache,
-        cache_prefix=PREFIX,
-        cache_ttl_s=300,
-        n_candidates=50,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_app(app) as base:
+        state = app.state.serving
+        state.recommender = Recommender(
+            catalogue=state.recommender.catalogue,
+            fetch_features=_fetch,
+            models=FakeHolder(),  # type: ignore[arg-type]
+            cache=state.cache,
+            cache_prefix=PREFIX,
+            cache_ttl_s=300,
+            n_candidates=50,
+        )
+        yield base
 
 
 @pytest.fixture

@@ -1,17 +1,12 @@
 """X-Forwarded-For is believed only from configured proxies (issue 7, item 5), over a real uvicorn server
 started as the project starts it (proxy_headers=False: the app decides whom to trust)."""
 
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
-from support import free_port
+from support import serve_app
 
 from platform_api.auth.tables import LoginAttempt
 from platform_api.runtime import open_platform
@@ -19,24 +14,6 @@ from serving.app import create_app
 from serving.config import ServingSettings
 
 pytestmark = pytest.mark.security
-
-
-@contextmanager
-def serve(settings: ServingSettings) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", proxy_headers=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def limiter_addresses(settings: ServingSettings) -> set[str]:
@@ -68,7 +45,7 @@ def settings_for(tmp_path: Path) -> ServingSettings:
 def test_forwarded_for_from_an_untrusted_peer_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FITREC_PLATFORM_LOGIN_MAX_FAILURES_PER_ADDRESS", "3")
     settings = settings_for(tmp_path)
-    with serve(settings) as base:
+    with serve_app(create_app(settings)) as base:
         statuses = failed_logins(base, [f"198.51.100.{i}" for i in range(5)])
     # Rotating the header changed nothing: every attempt counted against the real peer, which is then limited.
     assert statuses == [401, 401, 401, 429, 429]
@@ -79,7 +56,7 @@ def test_forwarded_for_from_a_configured_proxy_is_honoured(tmp_path: Path, monke
     monkeypatch.setenv("FITREC_PLATFORM_TRUSTED_PROXIES", "127.0.0.1")
     monkeypatch.setenv("FITREC_PLATFORM_LOGIN_MAX_FAILURES_PER_ADDRESS", "3")
     settings = settings_for(tmp_path)
-    with serve(settings) as base:
+    with serve_app(create_app(settings)) as base:
         statuses = failed_logins(base, ["198.51.100.1", "198.51.100.2", "203.0.113.9, 198.51.100.3"])
     assert statuses == [401, 401, 401]
     # The proxy's view of the client is used; of a chain, the address the proxy itself saw (the last one).
