@@ -22,6 +22,7 @@ from pipelines.reliability.stack import AppProcess, Stack
 from platform_api.config import normalise_db_url
 
 BATCH = 5  # events per write: a batch stored in part is a half-written one
+ITEM = "plan-build-muscle-beginner-home"  # a plan of the seeded catalogue
 NAMESPACE = uuid.UUID("6f1d2c1e-7d0e-4a4b-9d61-1f1b0e3c5a77")
 
 
@@ -67,7 +68,7 @@ def event_batch(run: str, i: int) -> dict[str, object]:
                 "event_id": str(event_id(run, i, j)),
                 "event_type": "content.viewed",
                 "user_id": f"u-{i % 100 + 1:05d}",
-                "item_id": None,
+                "item_id": ITEM,
                 "occurred_at": now,
                 "properties": {"seconds": 30},
             }
