@@ -11,6 +11,9 @@ from models.generators.base import ScoringGenerator, binarize
 class ALSGenerator(ScoringGenerator):
     """Inner product of iALS user and item factors; confidence 1 + alpha per interaction."""
 
+    _PARAMS = ("factors", "regularization", "alpha", "iterations", "seed", "num_threads", "name")
+    _STATE = ("user_factors", "item_factors")
+
     def __init__(
         self,
         *,

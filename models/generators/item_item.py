@@ -39,6 +39,9 @@ class EASEGenerator(ScoringGenerator):
     highest co-occurrence cosine: one small k × k system per item, B stored sparse.
     """
 
+    _PARAMS = ("l2", "mode", "max_dense_items", "neighbours", "name")
+    _STATE = ("weights",)
+
     def __init__(
         self,
         *,
@@ -60,6 +63,9 @@ class EASEGenerator(ScoringGenerator):
         self.x = binarize(self.index.matrix)
         dense = self.mode == "dense" or (self.mode == "auto" and self.index.n_items <= self.max_dense_items)
         self.weights: np.ndarray | sp.csr_matrix = self._dense() if dense else self._sparse()
+
+    def _restore(self) -> None:
+        self.x = binarize(self.index.matrix)
 
     def _dense(self) -> np.ndarray:
         gram = (self.x.T @ self.x).toarray()
@@ -105,6 +111,9 @@ class RP3betaGenerator(ScoringGenerator):
     W = (P_iu^α P_ui^α) / pop_j^β with rows keeping their `neighbours` largest entries; score = X W.
     """
 
+    _PARAMS = ("alpha", "beta", "neighbours", "name")
+    _STATE = ("weights",)
+
     def __init__(self, *, alpha: float = 1.0, beta: float = 0.5, neighbours: int = 200, name: str = "rp3beta") -> None:
         self.alpha, self.beta, self.neighbours, self.name = alpha, beta, neighbours, name
 
@@ -119,6 +128,9 @@ class RP3betaGenerator(ScoringGenerator):
         weights.setdiag(0.0)
         weights.eliminate_zeros()
         self.weights = keep_top_k_per_row(weights, self.neighbours)
+
+    def _restore(self) -> None:
+        self.x = binarize(self.index.matrix)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return (self.x[rows] @ self.weights).toarray()

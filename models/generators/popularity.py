@@ -1,6 +1,8 @@
-"""Popularity, global or per user segment, with an exponential recency half-life."""
+"""Popularity, global or per user segment (e.g. goal × level), with an exponential recency half-life."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,44 +25,83 @@ def recency_weights(interactions: pd.DataFrame, half_life_days: float | None) ->
     return weights * np.power(0.5, age_days / half_life_days)
 
 
-class PopularityGenerator(ScoringGenerator):
-    """The most used items, recency-weighted; per segment when `segment_col` names a column of interactions.
+def segment_keys(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """ "value|value" of the segment columns per row; nan when any of them is missing."""
+    present = frame[list(columns)]
+    keys = present.astype(str).agg("|".join, axis=1)
+    return keys.where(present.notna().all(axis=1))
 
-    A user's segment is the one of their latest interaction (e.g. "goal|level"); users of an unknown
-    segment, and users never seen, get the global list.
+
+class PopularityGenerator(ScoringGenerator):
+    """The most used items, recency-weighted; per segment when `segment_columns` name user attributes.
+
+    A user's segment is the values of `segment_columns` (e.g. goal and level) in the users frame, given to
+    `fit` for the training users and to `recommend` for the users asked about (so cold users get their
+    segment's list, and a known user's changed goal counts at once); without a users frame, the values of
+    the same columns on the user's latest interaction. Users of an unknown segment get the global list.
     """
 
+    _PARAMS = ("half_life_days", "segment_columns", "name")
+    _STATE = ("global_scores", "segment_scores", "user_segment")
+    _JSON_STATE = ("segment_labels",)
+
     def __init__(
-        self, *, half_life_days: float | None = None, segment_col: str | None = None, name: str = "popularity"
+        self,
+        *,
+        half_life_days: float | None = None,
+        segment_columns: Sequence[str] | None = None,
+        name: str = "popularity",
     ) -> None:
         self.half_life_days = half_life_days
-        self.segment_col = segment_col
+        self.segment_columns = list(segment_columns) if segment_columns else None
         self.name = name
 
     def _fit(self, interactions: pd.DataFrame, items: pd.DataFrame | None) -> None:
         weights = recency_weights(interactions, self.half_life_days)
         columns = pd.Index(self.index.item_ids).get_indexer(interactions["item_id"])
-        n = self.index.n_items
-        self.global_scores = np.bincount(columns, weights=weights, minlength=n)
+        self.global_scores = np.bincount(columns, weights=weights, minlength=self.index.n_items)
         self.global_scores = self.global_scores / max(self.global_scores.sum(), 1e-12)
-        self.user_segment = np.zeros(len(self.index.user_ids), dtype=np.int64)
+        self.user_segment = np.zeros(len(self.index.user_ids), dtype=np.int64)  # 0: the global list
         self.segment_scores = self.global_scores[None, :]
-        if self.segment_col is None:
+        self.segment_labels: list[str] = []
+        if self.segment_columns and set(self.segment_columns) <= set(interactions.columns):
+            self._segment(interactions, segment_keys(interactions, self.segment_columns))
+
+    def _fit_users(self, interactions: pd.DataFrame, users_frame: pd.DataFrame) -> None:
+        if not self.segment_columns or not set(self.segment_columns) <= set(users_frame.columns):
             return
-        segments, labels = pd.factorize(interactions[self.segment_col].astype(str))
-        table = np.zeros((len(labels), n))
-        np.add.at(table, (segments, columns), weights)
+        by_user = segment_keys(users_frame, self.segment_columns)
+        keys = interactions["user_id"].map(by_user)
+        if set(self.segment_columns) <= set(interactions.columns):  # a user not in the frame keeps the row's
+            keys = keys.fillna(segment_keys(interactions, self.segment_columns))
+        self._segment(interactions, keys)
+
+    def _segment(self, interactions: pd.DataFrame, keys: pd.Series) -> None:
+        """Per-segment tables from each interaction's segment key; each user's segment is their latest one."""
+        weights = recency_weights(interactions, self.half_life_days)
+        columns = pd.Index(self.index.item_ids).get_indexer(interactions["item_id"])
+        codes, labels = pd.factorize(keys)  # nan keys -> -1
+        used = codes >= 0
+        table = np.zeros((len(labels), self.index.n_items))
+        np.add.at(table, (codes[used], columns[used]), weights[used])
         table /= np.maximum(table.sum(axis=1, keepdims=True), 1e-12)
         self.segment_scores = np.vstack([self.global_scores, table + _GLOBAL_PRIOR * self.global_scores])
-        self.segment_labels = list(labels)
-        latest = pd.DataFrame({"row": self.index.codes(interactions["user_id"].tolist()), "segment": segments})
+        self.segment_labels = [str(label) for label in labels]
+        latest = pd.DataFrame({"row": self.index.codes(interactions["user_id"].tolist()), "segment": codes})
         if "timestamp" in interactions:
             latest = latest.iloc[np.argsort(interactions["timestamp"].to_numpy(), kind="stable")]
-        last = latest.groupby("row")["segment"].last()
-        self.user_segment[last.index.to_numpy()] = last.to_numpy() + 1  # 0 is the global list
+        last = latest[latest["segment"] >= 0].groupby("row")["segment"].last()
+        self.user_segment[:] = 0
+        self.user_segment[last.index.to_numpy()] = last.to_numpy() + 1
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return self.segment_scores[self.user_segment[rows]]
 
-    def _score_unknown(self) -> np.ndarray:
-        return self.global_scores
+    def _score_users(self, codes: np.ndarray, attributes: pd.DataFrame | None) -> np.ndarray:
+        segment = np.where(codes >= 0, self.user_segment[np.maximum(codes, 0)], 0)
+        if attributes is not None and self.segment_labels and set(self.segment_columns or ()) <= set(attributes):
+            described = pd.Index(self.segment_labels).get_indexer(
+                segment_keys(attributes, self.segment_columns or ()).fillna("")
+            )
+            segment = np.where(described >= 0, described + 1, segment)
+        return self.segment_scores[segment]

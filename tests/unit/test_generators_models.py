@@ -142,13 +142,33 @@ def test_segment_popularity_serves_each_segment_its_own_items_and_unknown_users_
         {
             "user_id": ["a", "b", "c", "d", "e", "f", "g"],
             "item_id": ["run", "run", "run", "yoga", "yoga", "mat", "new"],
-            "segment": ["cardio|beginner"] * 3 + ["flex|beginner"] * 3 + ["flex|beginner"],
             "timestamp": [0, 0, 0, 0, 0, 0, 1],
         }
     )
-    model = PopularityGenerator(segment_col="segment").fit(interactions)
+    users = pd.DataFrame({"goal": ["cardio"] * 3 + ["flexibility"] * 4, "level": "beginner"}, index=list("abcdefg"))
+    model = PopularityGenerator(segment_columns=["goal", "level"]).fit(interactions, users_frame=users)
     recs = model.recommend(["d", "stranger"], 1, exclude_seen=False)
     assert recs.set_index("user_id")["item_id"].to_dict() == {"d": "yoga", "stranger": "run"}
+    # A cold user described by the users frame gets their segment's list; a known user's new goal counts.
+    asked = pd.DataFrame({"goal": ["flexibility", "cardio"], "level": "beginner"}, index=["newcomer", "d"])
+    recs = model.recommend(["newcomer", "d"], 1, exclude_seen=False, users_frame=asked)
+    assert recs.set_index("user_id")["item_id"].to_dict() == {"newcomer": "yoga", "d": "run"}
+
+
+def test_segment_popularity_reads_the_segment_of_each_users_latest_interaction_without_a_users_frame() -> None:
+    interactions = pd.DataFrame(
+        {
+            "user_id": ["a", "b", "c", "d", "d"],
+            "item_id": ["run", "run", "yoga", "yoga", "mat"],
+            "goal": ["cardio", "cardio", "flexibility", "cardio", "flexibility"],
+            "timestamp": [0, 0, 0, 0, 5],
+        }
+    )
+    model = PopularityGenerator(segment_columns=["goal"]).fit(interactions)
+    assert model.recommend(["d", "a"], 1, exclude_seen=False).set_index("user_id")["item_id"].to_dict() == {
+        "d": "yoga",
+        "a": "run",
+    }
 
 
 def test_recency_half_life_prefers_what_is_used_lately() -> None:
