@@ -23,6 +23,8 @@ events_app = typer.Typer(help="Validate and export the event log.", no_args_is_h
 app.add_typer(events_app, name="events")
 bench_app = typer.Typer(help="Benchmarks behind the speed targets; they print figures.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+model_app = typer.Typer(help="The model registry: versions, promotion, rollback.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 check_app = typer.Typer(
     help="On-demand checks that print figures (not part of the test command).", no_args_is_help=True
 )
@@ -143,7 +145,7 @@ def features_freshness_cmd() -> None:
 
 @app.command()
 def train() -> None:
-    """Train the LightGBM ranker, log it to MLflow and register it as champion."""
+    """Train the ranker, log it to MLflow and register it as `challenger` (the first model also as champion)."""
     from pipelines.train import run_training
 
     settings = PipelineSettings()
@@ -154,10 +156,74 @@ def train() -> None:
         f"{name} {m[f'{name}_ndcg@10']:.3f}" for name in ("popularity", "random", "oracle") if f"{name}_ndcg@10" in m
     )
     console.print(
-        f"registered {settings.model_name} version {report.model_version} as champion (run {report.run_id})\n"
+        f"registered {settings.model_name} version {report.model_version} as {' and '.join(report.aliases)} "
+        f"(run {report.run_id})\n"
         f"NDCG@10 on the held-out window: model {m['ndcg@10']:.3f}; {baselines} "
         f"({int(m.get('eval_groups', 0))} requests)"
     )
+    if "champion" not in report.aliases:
+        console.print(f"serve it with: fitrec model promote {report.model_version}")
+
+
+VersionArg = Annotated[int, typer.Argument(min=1, help="The registered version number (see `fitrec model list`).")]
+
+
+@model_app.command("promote")
+def model_promote_cmd(version: VersionArg) -> None:
+    """Make VERSION the champion (what serves); the champion it replaces becomes `previous`."""
+    from mlflow.exceptions import MlflowException
+
+    from training.registry import promote
+
+    settings = PipelineSettings()
+    try:
+        done = promote(tracking_uri=settings.tracking_uri, name=settings.model_name, version=version)
+    except MlflowException as exc:
+        console.print(f"[red]cannot promote[/]: {exc.message}")
+        raise typer.Exit(1) from exc
+    before = f"; previous: version {done.previous}" if done.previous else ""
+    console.print(f"{settings.model_name} champion: version {done.champion}{before}")
+
+
+@model_app.command("rollback")
+def model_rollback_cmd() -> None:
+    """Serve the `previous` version again (it becomes champion; the alias `previous` is removed)."""
+    from training.registry import rollback
+
+    settings = PipelineSettings()
+    try:
+        done = rollback(tracking_uri=settings.tracking_uri, name=settings.model_name)
+    except ValueError as exc:
+        console.print(f"[red]cannot roll back[/]: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"{settings.model_name} champion: version {done.champion} (was {done.previous})")
+
+
+@model_app.command("list")
+def model_list_cmd() -> None:
+    """Registered versions, newest first, with their aliases and key metrics."""
+    from rich.table import Table
+
+    from training.registry import list_versions
+
+    settings = PipelineSettings()
+    versions = list_versions(tracking_uri=settings.tracking_uri, name=settings.model_name)
+    if not versions:
+        console.print(f"no version of {settings.model_name} yet: run `fitrec train`")
+        return
+    shown = {"ndcg_at_10": "NDCG@10", "recall_at_10": "Recall@10", "mrr": "MRR", "popularity_ndcg_at_10": "pop."}
+    table = Table(title=settings.model_name)
+    for column in ("version", "aliases", "created (UTC)", *shown.values(), "run"):
+        table.add_column(column, no_wrap=True)
+    for v in versions:
+        table.add_row(
+            v.version,
+            ", ".join(v.aliases),
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            *(f"{v.metrics[k]:.3f}" if k in v.metrics else "" for k in shown),
+            (v.run_id or "")[:12],
+        )
+    console.print(table, soft_wrap=True)
 
 
 @app.command()

@@ -25,7 +25,7 @@ from training.baselines import Oracle
 from training.datasets import LABEL_EVENT_TYPES, build_labels, split_by_time
 from training.evaluate import evaluate_ranking
 from training.ranker import train_ranker, with_positive_groups
-from training.registry import CHAMPION, log_ranker
+from training.registry import log_ranker
 
 # The popularity baseline ranks by the same feature serving orders its candidates by.
 POPULARITY_FEATURE = "item_popularity_28d"
@@ -40,6 +40,7 @@ class TrainReport:
     model_version: str
     metrics: dict[str, float]
     lineage: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()  # the aliases the new version was given
 
 
 def _log_summary(engine: sa.Engine) -> dict[str, Any]:
@@ -72,9 +73,12 @@ def run_training(
     holdout_days: float | None = None,
     progress: Progress | None = None,
     params: Mapping[str, Any] | None = None,
-    alias: str | None = CHAMPION,
+    aliases: bool = True,
 ) -> TrainReport:
-    """Train on the event log of `settings`, evaluate on the held-out window, log, register and alias.
+    """Train on the event log of `settings`, evaluate on the held-out window, log and register.
+
+    The new version becomes `challenger`; it becomes `champion` only when the registry was empty
+    (`aliases=False`: no alias at all). Moving the champion is `training.registry.promote`'s job.
 
     `oracle(user_id, item_ids) -> scores` (the simulator's ground truth) adds an
     oracle ranking to the evaluation; `holdout_days` defaults to the last 20% of
@@ -167,11 +171,17 @@ def run_training(
         metrics={**metrics, "training_seconds": time.perf_counter() - started},
         lineage=lineage,
         input_example=test[features].head(5),
-        alias=alias,
+        aliases=aliases,
     )
     step(6)
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    return TrainReport(run_id=logged.run_id, model_version=logged.model_version, metrics=numeric, lineage=lineage)
+    return TrainReport(
+        run_id=logged.run_id,
+        model_version=logged.model_version,
+        metrics=numeric,
+        lineage=lineage,
+        aliases=logged.aliases,
+    )
 
 
 def make_engine_dialect(settings: PipelineSettings) -> str:

@@ -5,22 +5,28 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 
 import models
 from models.recommender import Recommender
 
-CHAMPION = "champion"
+CHAMPION = "champion"  # what serves
+CHALLENGER = "challenger"  # the newest trained version, waiting for the gate or a person
+PREVIOUS = "previous"  # the champion before the last promotion (serving's fallback, `fitrec model rollback`)
+# Metrics `fitrec model list` shows per version (MLflow's spelling), when the version's run logged them.
+KEY_METRICS = ("ndcg_at_10", "recall_at_10", "map_at_10", "mrr", "popularity_ndcg_at_10", "oracle_ndcg_at_10")
 MODEL_NAME_IN_RUN = "recommender"
 # The packaged model needs only these at load time (pinned loosely; the serving image pins exactly).
 MODEL_REQUIREMENTS = ["lightgbm>=4.3,<5", "pandas>=2.1,<3", "numpy>=1.26,<3", "mlflow>=3.17,<4"]
@@ -73,6 +79,7 @@ class LoggedRanker:
     model_uri: str
     model_version: str
     experiment_id: str
+    aliases: tuple[str, ...] = ()  # the aliases the new version was given
 
 
 def _ndcg_figure(metrics: Mapping[str, float], importance: Mapping[str, float]) -> Any:
@@ -108,10 +115,14 @@ def log_ranker(
     metrics: Mapping[str, float],
     lineage: Mapping[str, Any],
     input_example: pd.DataFrame | None = None,
-    alias: str | None = CHAMPION,
+    aliases: bool = True,
     run_name: str | None = None,
 ) -> LoggedRanker:
-    """One MLflow run: params, metrics, lineage, plot, the packaged model; registered, optionally aliased."""
+    """One MLflow run: params, metrics, lineage, plot, the packaged model; registered.
+
+    With `aliases`, the new version becomes `challenger` (and `champion` only when it is the
+    registry's first version: see `register_challenger`); without, it gets no alias.
+    """
     booster = recommender.booster
     importance = dict(zip(booster.feature_name(), booster.feature_importance("gain").tolist(), strict=True))
     with tracking(tracking_uri) as client:
@@ -146,13 +157,13 @@ def log_ranker(
                     input_example=_example(input_example, recommender),
                 )
             version = mlflow.register_model(info.model_uri, model_name, tags={"run_id": run.info.run_id})
-        if alias:
-            client.set_registered_model_alias(model_name, alias, version.version)
+        given = register_challenger(client, model_name, str(version.version)) if aliases else ()
     return LoggedRanker(
         run_id=run.info.run_id,
         model_uri=info.model_uri,
         model_version=str(version.version),
         experiment_id=experiment_id,
+        aliases=tuple(given),
     )
 
 
@@ -185,6 +196,107 @@ def _param(value: Any) -> Any:
 
 def set_alias(*, tracking_uri: str, name: str, version: str | int, alias: str = CHAMPION) -> None:
     MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(name, alias, str(version))
+
+
+# --- lifecycle: challenger on training, champion moved only by the gate or a person --------------------------
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def register_challenger(client: MlflowClient, name: str, version: str) -> list[str]:
+    """Alias a newly registered version: `challenger` always; `champion` only when the registry held no
+    other version of `name` (a fresh install then serves). An existing champion is never moved.
+    Returns the aliases given."""
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    given = [CHALLENGER]
+    others = [v for v in client.search_model_versions(f"name='{name}'") if str(v.version) != version]
+    if not others and _alias_version(client, name, CHAMPION) is None:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        given.append(CHAMPION)
+    return given
+
+
+@dataclass(frozen=True)
+class Promotion:
+    champion: str
+    previous: str | None  # the champion it replaced (now `previous`), None if there was none
+
+
+def promote(*, tracking_uri: str, name: str, version: str | int) -> Promotion:
+    """Make `version` the champion; the champion it replaces becomes `previous`.
+
+    The `challenger` alias is dropped when it pointed at the promoted version (it is no
+    longer waiting). Promoting the champion itself changes nothing.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = str(version)
+    client.get_model_version(name, version)  # raises for an unknown version, before anything moves
+    old = _alias_version(client, name, CHAMPION)
+    if old == version:
+        return Promotion(champion=version, previous=_alias_version(client, name, PREVIOUS))
+    if old is not None:
+        client.set_registered_model_alias(name, PREVIOUS, old)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    if _alias_version(client, name, CHALLENGER) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return Promotion(champion=version, previous=old)
+
+
+def rollback(*, tracking_uri: str, name: str) -> Promotion:
+    """Serve `previous` again: it becomes the champion and the `previous` alias is removed (the version
+    rolled back from keeps no alias, so serving never falls back onto it)."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    back = _alias_version(client, name, PREVIOUS)
+    if back is None:
+        raise ValueError(f"{name} has no '{PREVIOUS}' version to roll back to")
+    old = _alias_version(client, name, CHAMPION)
+    client.set_registered_model_alias(name, CHAMPION, back)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    return Promotion(champion=back, previous=old)
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str | None
+    created_at: datetime
+    metrics: dict[str, float]
+
+
+def list_versions(*, tracking_uri: str, name: str, metrics: Sequence[str] = KEY_METRICS) -> list[VersionSummary]:
+    """Every version of `name`, newest first, with its aliases and the key metrics its run logged."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        by_alias = client.get_registered_model(name).aliases or {}
+    except MlflowException:  # no such model yet
+        return []
+    aliases: dict[str, list[str]] = {}
+    for alias, number in by_alias.items():  # search results do not carry aliases on every store
+        aliases.setdefault(str(number), []).append(alias)
+    out = []
+    for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version), reverse=True):
+        logged: dict[str, float] = {}
+        if v.run_id:
+            try:
+                logged = client.get_run(v.run_id).data.metrics
+            except MlflowException:  # the run was deleted: the version still lists
+                logged = {}
+        out.append(
+            VersionSummary(
+                version=str(v.version),
+                aliases=tuple(sorted(aliases.get(str(v.version), []))),
+                run_id=v.run_id,
+                created_at=datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
+                metrics={k: float(logged[k]) for k in metrics if k in logged},
+            )
+        )
+    return out
 
 
 def load_champion(tracking_uri: str, name: str, *, alias: str = CHAMPION) -> tuple[PyFuncModel, str]:

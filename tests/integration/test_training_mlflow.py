@@ -5,10 +5,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from training.ranker import train_ranker
-from training.registry import CHAMPION, load_champion, log_ranker, set_alias
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    Promotion,
+    list_versions,
+    load_champion,
+    log_ranker,
+    promote,
+    rollback,
+    set_alias,
+)
 
 
 def synthetic(n_groups: int, *, seed: int, slate: int = 6) -> pd.DataFrame:
@@ -81,7 +93,8 @@ def test_log_register_alias_and_load_give_the_same_scores(tmp_path: Path, traine
     boosters = list(root.rglob("booster.txt"))
     assert boosters and boosters[0].read_text().startswith("tree")
 
-    # A second version takes the alias only when asked.
+    # The first version of an empty registry serves; later ones wait as challenger.
+    assert first.aliases == ("challenger", "champion")
     second = log_ranker(
         tracking_uri=uri,
         artifact_root=str(root),
@@ -91,12 +104,71 @@ def test_log_register_alias_and_load_give_the_same_scores(tmp_path: Path, traine
         params={},
         metrics=metrics,
         lineage={},
-        alias=None,
     )
-    assert second.model_version == "2"
+    assert second.model_version == "2" and second.aliases == ("challenger",)
+    assert load_champion(uri, "ranker-test")[1] == "1"  # training never moves the champion
+    assert client.get_model_version_by_alias("ranker-test", CHALLENGER).version == 2
+    unaliased = log_ranker(
+        tracking_uri=uri,
+        artifact_root=str(root),
+        experiment="fitrec-test",
+        model_name="ranker-test",
+        recommender=recommender,
+        params={},
+        metrics={},
+        lineage={},
+        aliases=False,
+    )
+    assert unaliased.aliases == () and client.get_model_version_by_alias("ranker-test", CHALLENGER).version == 2
+
+    # A person promotes: champion moves, the old one is kept as previous, the challenger is no longer waiting.
+    done = promote(tracking_uri=uri, name="ranker-test", version=2)
+    assert (done.champion, done.previous) == ("2", "1")
+    assert client.get_model_version_by_alias("ranker-test", CHAMPION).version == 2
+    assert client.get_model_version_by_alias("ranker-test", PREVIOUS).version == 1
+    listed = {v.version: v for v in list_versions(tracking_uri=uri, name="ranker-test")}
+    assert [v for v in listed] == ["3", "2", "1"]
+    assert listed["2"].aliases == ("champion",) and listed["1"].aliases == ("previous",) and listed["3"].aliases == ()
+    assert listed["1"].metrics["popularity_ndcg_at_10"] == 0.5 and listed["3"].metrics == {}
+    with pytest.raises(MlflowException):
+        promote(tracking_uri=uri, name="ranker-test", version=9)
+    assert rollback(tracking_uri=uri, name="ranker-test") == Promotion(champion="1", previous="2")
     assert load_champion(uri, "ranker-test")[1] == "1"
+    with pytest.raises(ValueError, match="no 'previous'"):
+        rollback(tracking_uri=uri, name="ranker-test")
     set_alias(tracking_uri=uri, name="ranker-test", version=second.model_version)
     assert client.get_model_version_by_alias("ranker-test", CHAMPION).version == 2
+
+
+def test_model_commands_promote_and_list(tmp_path: Path, trained, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app, console
+    from pipelines.config import PipelineSettings
+
+    monkeypatch.setenv("FITREC_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(console, "width", 160)
+    settings = PipelineSettings()
+    runner = CliRunner()
+    assert "no version" in runner.invoke(app, ["model", "list"]).output
+    for _ in range(2):
+        log_ranker(
+            tracking_uri=settings.tracking_uri,
+            artifact_root=settings.artifact_root,
+            experiment=settings.model_name,
+            model_name=settings.model_name,
+            recommender=trained.recommender(),
+            params={},
+            metrics={"ndcg@10": 0.7},
+            lineage={},
+        )
+    listed = runner.invoke(app, ["model", "list"])
+    assert listed.exit_code == 0 and "challenger" in listed.output and "0.700" in listed.output
+    promoted = runner.invoke(app, ["model", "promote", "2"])
+    assert promoted.exit_code == 0 and "champion: version 2; previous: version 1" in promoted.output
+    assert runner.invoke(app, ["model", "promote", "7"]).exit_code == 1
+    rolled = runner.invoke(app, ["model", "rollback"])
+    assert rolled.exit_code == 0 and "champion: version 1" in rolled.output
 
 
 def test_run_training_beats_popularity_on_a_simulated_population(tmp_path: Path) -> None:
