@@ -4,7 +4,8 @@ Each tower reads an ID embedding (row 0 is the "unknown" ID) and, when given, it
 categorical and multi-valued columns ("|"-separated strings or lists, e.g. muscles) as mean-pooled token
 embeddings, numeric columns standardised with missing values set to 0 plus a missing indicator, and a
 "no known token" indicator per categorical column. The tower is a linear map plus a one-hidden-layer MLP
-of that input; its output is L2-normalised (cosine / temperature) unless `normalize=False` (dot product).
+of that input; its output is L2-normalised (cosine / temperature) unless `normalize=False` (dot product),
+and the item tower adds a bias (the item's popularity) to the score.
 
 Training: in-batch negatives, i.e. a sampled softmax over the items of the batch, with the logQ correction
 (Yi et al., RecSys 2019): each logit loses log q(item), the item's share of the training positives, so
@@ -44,6 +45,7 @@ from models.generators.base import (
     interaction_weights,
     top_k,
 )
+from models.torch_hooks import TrainHooks
 
 CONFIG_FILE = "two_tower.json"
 STATE_FILE = "two_tower_state.pt"
@@ -97,7 +99,7 @@ class SideEncoder:
             counts = tokens.explode().dropna().value_counts()
             if counts.empty:
                 continue
-            kept = counts.index[: _MAX_VOCAB].astype(str)
+            kept = counts.index[:_MAX_VOCAB].astype(str)
             encoder.vocab[column] = sorted(kept)
             encoder.max_tokens[column] = int(min(_MAX_TOKENS, max(1, tokens.map(len).max())))
         return encoder
@@ -158,7 +160,15 @@ class Tower(nn.Module):
     """ID embedding + pooled token embeddings + dense side features -> linear + MLP -> output vector."""
 
     def __init__(
-        self, *, n_ids: int, vocab_sizes: Sequence[int], n_dense: int, dim: int, id_dim: int, token_dim: int, hidden: int
+        self,
+        *,
+        n_ids: int,
+        vocab_sizes: Sequence[int],
+        n_dense: int,
+        dim: int,
+        id_dim: int,
+        token_dim: int,
+        hidden: int,
     ) -> None:
         super().__init__()
         self.ids = nn.Embedding(n_ids + 1, id_dim)
@@ -179,19 +189,30 @@ class Tower(nn.Module):
 
 
 class TwoTowerNet(nn.Module):
-    """The two towers; `forward` embeds a batch of users and a batch of items (what DDP wraps)."""
+    """The two towers; `forward` embeds a batch of users and a batch of items (what DDP wraps).
 
-    def __init__(self, user: Tower, item: Tower, *, normalize: bool) -> None:
+    The item tower has one more output, the item's bias (its popularity, learnt from IDs and attributes).
+    Retrieval vectors fold the temperature and the bias in, so the score is one inner product:
+    user [u / t, 1] · item [v, b] = u·v / t + b (u, v unit vectors when normalising, t = 1 otherwise).
+    """
+
+    def __init__(self, user: Tower, item: Tower, *, normalize: bool, temperature: float) -> None:
         super().__init__()
         self.user, self.item, self.normalize = user, item, normalize
+        self.scale = 1.0 / temperature if normalize else 1.0
 
     def embed_users(self, ids: torch.Tensor, dense: torch.Tensor, tokens: Sequence[torch.Tensor]) -> torch.Tensor:
         out = self.user(ids, dense, tokens)
-        return F.normalize(out, dim=1) if self.normalize else out
+        if self.normalize:
+            out = F.normalize(out, dim=1)
+        return torch.cat([out * self.scale, torch.ones(len(out), 1)], dim=1)
 
     def embed_items(self, ids: torch.Tensor, dense: torch.Tensor, tokens: Sequence[torch.Tensor]) -> torch.Tensor:
         out = self.item(ids, dense, tokens)
-        return F.normalize(out, dim=1) if self.normalize else out
+        vector, bias = out[:, :-1], out[:, -1:]
+        if self.normalize:
+            vector = F.normalize(vector, dim=1)
+        return torch.cat([vector, bias], dim=1)
 
     def forward(
         self,
@@ -202,26 +223,19 @@ class TwoTowerNet(nn.Module):
         item_dense: torch.Tensor,
         item_tokens: Sequence[torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self.embed_users(user_ids, user_dense, user_tokens), self.embed_items(item_ids, item_dense, item_tokens))
-
-
-@dataclass
-class TrainHooks:
-    """How a distributed runner drives `fit`: wrap the network (DDP), this worker's share, per-epoch reports."""
-
-    wrap_module: Callable[[nn.Module], nn.Module] | None = None
-    rank: int = 0
-    world_size: int = 1
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    inner = getattr(module, "module", None)
-    return inner if isinstance(inner, nn.Module) else module
+        return (
+            self.embed_users(user_ids, user_dense, user_tokens),
+            self.embed_items(item_ids, item_dense, item_tokens),
+        )
 
 
 class TwoTowerGenerator(ScoringGenerator):
     """Two-tower candidates by inner product; cold users from `users_frame`, unseen items from attributes."""
+
+    net: TwoTowerNet
+    user_encoder: SideEncoder
+    item_encoder: SideEncoder
+    ann: InnerProductIndex
 
     def __init__(
         self,
@@ -231,11 +245,11 @@ class TwoTowerGenerator(ScoringGenerator):
         token_dim: int = 16,
         hidden: int = 128,
         normalize: bool = True,
-        temperature: float = 0.05,
+        temperature: float = 0.3,
         logq_correction: bool = True,
         id_dropout: float = 0.1,
         epochs: int = 20,
-        batch_size: int = 1024,
+        batch_size: int = 512,
         lr: float = 0.005,
         weight_decay: float = 0.0,
         user_columns: Sequence[str] | None = None,
@@ -243,7 +257,7 @@ class TwoTowerGenerator(ScoringGenerator):
         separator: str = "|",
         exact_max_items: int = 50_000,
         ann_ef_search: int = 128,
-        threads: int = 2,
+        threads: int = 1,
         seed: int = 42,
         name: str = "two_tower",
     ) -> None:
@@ -299,18 +313,23 @@ class TwoTowerGenerator(ScoringGenerator):
         self._train(interactions, items, None, TrainHooks())
 
     def _build_net(self, n_users: int, n_items: int) -> TwoTowerNet:
-        def tower(n_ids: int, encoder: SideEncoder) -> Tower:
+        def tower(n_ids: int, encoder: SideEncoder, dim: int) -> Tower:
             return Tower(
                 n_ids=n_ids,
                 vocab_sizes=[len(encoder.vocab[c]) for c in encoder.vocab],
                 n_dense=encoder.n_dense,
-                dim=self.dim,
+                dim=dim,
                 id_dim=self.id_dim,
                 token_dim=self.token_dim,
                 hidden=self.hidden,
             )
 
-        return TwoTowerNet(tower(n_users, self.user_encoder), tower(n_items, self.item_encoder), normalize=self.normalize)
+        return TwoTowerNet(
+            tower(n_users, self.user_encoder, self.dim),
+            tower(n_items, self.item_encoder, self.dim + 1),
+            normalize=self.normalize,
+            temperature=self.temperature,
+        )
 
     def _train(
         self,
@@ -354,8 +373,8 @@ class TwoTowerGenerator(ScoringGenerator):
         self.item_id_codes = np.where(item_counts > 0, np.arange(1, n_items + 1), 0).astype(np.int64)
         user_id_codes = np.arange(1, n_users + 1, dtype=np.int64)
 
-        net: nn.Module = self._build_net(n_users, n_items)
-        self.net = net  # type: ignore[assignment]
+        net = self._build_net(n_users, n_items)
+        self.net = net
         trained: nn.Module = hooks.wrap_module(net) if hooks.wrap_module is not None else net
         optimiser = torch.optim.Adam(trained.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         log_q = torch.from_numpy(np.log(np.maximum(item_counts, 1) / max(1, item_counts.sum()))).float()
@@ -391,8 +410,6 @@ class TwoTowerGenerator(ScoringGenerator):
                     [t[items_b] for t in t_item_tokens],
                 )
                 logits = u @ v.T
-                if self.normalize:
-                    logits = logits / self.temperature
                 if self.logq_correction:
                     logits = logits - log_q[items_b][None, :]
                 same = items_b[None, :] == items_b[:, None]
@@ -408,8 +425,8 @@ class TwoTowerGenerator(ScoringGenerator):
             if hooks.on_epoch is not None:
                 hooks.on_epoch(epoch, metrics)
 
-        self.net = _unwrap(trained)  # type: ignore[assignment]
-        self.net.eval()
+        # A wrapper (DDP) shares the network's parameters: the unwrapped network is the trained one.
+        net.eval()
         with torch.no_grad():
             self.item_vectors = _batched(
                 lambda r: self.net.embed_items(t_item_ids[r], t_item_dense[r], [t[r] for t in t_item_tokens]), n_items
@@ -463,8 +480,12 @@ class TwoTowerGenerator(ScoringGenerator):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return (self.user_vectors[rows] @ self.item_vectors.T).astype(np.float64)
 
-    def _score_unknown(self) -> np.ndarray:
-        return (self.item_vectors @ self.unknown_user_vector).astype(np.float64)
+    def _score_cold(self, attributes: pd.DataFrame | None) -> np.ndarray:
+        """Cold users from their attribute rows (all missing without a users frame)."""
+        if attributes is None:
+            return (self.item_vectors @ self.unknown_user_vector).astype(np.float64)
+        vectors = self._embed_side(attributes, len(attributes))
+        return (vectors @ self.item_vectors.T).astype(np.float64)
 
     def recommend(
         self,
