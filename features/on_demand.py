@@ -118,6 +118,9 @@ def fit_arrays(x: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     # Well recovered users are served harder sessions; poorly recovered ones lighter.
     target = 0.2 + 0.7 * x["recovery_score"]
     intensity_fit = 1.0 - np.abs(x["item_intensity"] - target)
+    # How much more demanding the session is than the user's recovery (0: within it). One-sided:
+    # being well recovered does not make a light session worse. The ranker learns its weight.
+    intensity_strain = np.maximum(0.0, x["item_intensity"] - x["recovery_score"])
 
     cat = _codes(x["item_category"], _CATEGORY_ORD)
     affinities = np.column_stack([x[c] for c in CATEGORY_AFFINITY_COLUMNS]) if n else np.empty((0, len(CATEGORIES)))
@@ -139,6 +142,7 @@ def fit_arrays(x: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
         "level_fit": level_fit,
         "equipment_fit": equipment_fit,
         "intensity_fit": intensity_fit,
+        "intensity_strain": intensity_strain,
         "category_affinity": category_affinity,
         "level_affinity": level_affinity,
         "category_mix": category_mix,

@@ -3,12 +3,13 @@
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from features.offline import read_source
 from features.on_demand import ITEM_INPUTS, USER_INPUTS, filled, fit_arrays
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 _ROW = "__fitrec_row"
 _NS_PER_US = 1000
+# Entity rows joined at a time by the polars engine: bounds its memory (about 1 KB per row in flight).
+CHUNK_ROWS = 200_000
+Engine = Literal["auto", "feast", "polars"]
+_UTC_US = pl.Datetime("us", "UTC")
 
 
 def fill_features(frame: pd.DataFrame) -> pd.DataFrame:
@@ -35,19 +40,24 @@ def fill_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def historical_features(
-    store: "FeatureStore", entity_df: pd.DataFrame, *, engine: Literal["feast", "polars"] = "feast"
+    store: "FeatureStore", entity_df: pd.DataFrame, *, engine: Engine = "auto", chunk_rows: int = CHUNK_ROWS
 ) -> pd.DataFrame:
     """`entity_df` (user_id, item_id, event_timestamp, any passthrough columns) + RANKING_FEATURES.
 
     Each row gets the features as they were at its `event_timestamp`; row order
     and passthrough columns are kept as given. engine="feast" is Feast's
-    point-in-time join over the ranking_v1 service (its file offline store
-    handles some ten thousand rows a minute); engine="polars" does the same
-    join (latest row at or before the timestamp, within the view's TTL) over
-    the same registered sources with `join_asof`, for training sets of
-    millions of rows. A test holds both engines to the same output. Both read
+    point-in-time join over the ranking_v1 service; engine="polars" does the
+    same join (latest row at or before the timestamp, within the view's TTL)
+    over the same registered sources with `join_asof`, `chunk_rows` entity
+    rows at a time. A test holds both engines to the same output. Both read
     whichever offline store the store is configured with (parquet files, or
     PostgreSQL, where Feast's join runs in the database).
+
+    engine="auto" (the default) is polars on parquet files and Feast on
+    PostgreSQL. Feast's file offline store (Dask) needs far more memory and
+    time: measured on 32k training rows (200k events), 75 s and a 3.2 GB peak
+    against about 2 s and a few hundred MB in polars; at 1M events it was the
+    13.5 GB peak of training.
     """
     missing = {"user_id", "item_id", TIMESTAMP} - set(entity_df.columns)
     if missing:
@@ -55,10 +65,12 @@ def historical_features(
     base = entity_df.reset_index(drop=True)
     if base.empty:
         return base.assign(**{c: pd.Series(dtype=np.float64) for c in RANKING_FEATURES})
+    if engine == "auto":
+        engine = "feast" if offline_backend(store) == "postgres" else "polars"
     if engine == "feast":
         features = _historical_feast(store, base)
     elif engine == "polars":
-        features = _historical_polars(store, base)
+        features = _historical_polars(store, base, chunk_rows=chunk_rows)
     else:
         raise ValueError(f"unknown engine {engine!r}")
     features.index = base.index
@@ -131,21 +143,16 @@ def _historical_postgres(store: "FeatureStore", base: pd.DataFrame, stamps: pd.S
             conn.commit()
 
 
-def _historical_polars(store: "FeatureStore", base: pd.DataFrame) -> pd.DataFrame:
-    import polars as pl
-
+def _needed_columns() -> set[str]:
     from features.on_demand import FIT_INPUTS
 
-    stamps = pd.to_datetime(base[TIMESTAMP], utc=True)
-    query = pl.DataFrame(
-        {
-            _ROW: np.arange(len(base)),
-            "user_id": base["user_id"].astype(str).to_numpy(),
-            "item_id": base["item_id"].astype(str).to_numpy(),
-            TIMESTAMP: pl.from_pandas(stamps.reset_index(drop=True)).cast(pl.Datetime("us", "UTC")),
-        }
-    ).sort(TIMESTAMP)
-    needed = set(FIT_INPUTS) | {c for cols in RANKING_VIEW_FEATURES.values() for c in cols}
+    return set(FIT_INPUTS) | {c for cols in RANKING_VIEW_FEATURES.values() for c in cols}
+
+
+def _historical_polars(store: "FeatureStore", base: pd.DataFrame, *, chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+    """The point-in-time join in polars over the store's registered sources (see `join_point_in_time`)."""
+    needed = _needed_columns()
+    sources: list[tuple[str, Any, Any]] = []
     for table, (entity, columns) in TABLES.items():
         cols = [c for c in columns if c in needed]
         if not cols:
@@ -153,18 +160,76 @@ def _historical_polars(store: "FeatureStore", base: pd.DataFrame) -> pd.DataFram
         view = store.get_feature_view(table)
         key = ENTITY_KEYS[entity]
         assert view.batch_source is not None
-        rows = read_source(store, view.batch_source, [key, TIMESTAMP, *cols]).sort(TIMESTAMP)
-        # Both sides are sorted by time just above; per-key sortedness follows from that.
-        query = query.join_asof(
-            rows, on=TIMESTAMP, by=key, strategy="backward", tolerance=view.ttl or None, check_sortedness=False
-        )
-    joined = query.sort(_ROW).drop(_ROW, TIMESTAMP, "user_id", "item_id").to_pandas()
-    n = len(joined)
-    x = {c: filled(c, joined[c] if c in joined.columns else None, n) for c in needed}
-    x.update(fit_arrays(x, n))
-    return pd.DataFrame(
-        np.column_stack([np.asarray(x[c], dtype=np.float64) for c in RANKING_FEATURES]), columns=list(RANKING_FEATURES)
-    )
+        rows = read_source(store, view.batch_source, [key, TIMESTAMP, *cols])
+        sources.append((key, rows, view.ttl or None))
+    return join_point_in_time(sources, base, chunk_rows=chunk_rows)
+
+
+def training_features(
+    tables: Mapping[str, pl.DataFrame], entity_df: pd.DataFrame, *, chunk_rows: int = CHUNK_ROWS
+) -> pd.DataFrame:
+    """`historical_features` over in-memory feature tables (features.transforms' output), without a store.
+
+    The same join and fills as the polars engine over the registered sources,
+    with the views' TTL; for tests and experiments that skip writing tables.
+    """
+    from features.views import TTL
+
+    needed = _needed_columns()
+    sources = []
+    for table, (entity, columns) in TABLES.items():
+        cols = [c for c in columns if c in needed]
+        if cols and table in tables:
+            key = ENTITY_KEYS[entity]
+            sources.append((key, tables[table].select(key, TIMESTAMP, *cols), TTL))
+    base = entity_df.reset_index(drop=True)
+    features = join_point_in_time(sources, base, chunk_rows=chunk_rows)
+    features.index = base.index
+    return pd.concat([base, features], axis=1)
+
+
+def join_point_in_time(
+    sources: Sequence[tuple[str, pl.DataFrame, Any]], base: pd.DataFrame, *, chunk_rows: int = CHUNK_ROWS
+) -> pd.DataFrame:
+    """RANKING_FEATURES of each row of `base`, from (join key, feature rows, TTL) sources, in `base`'s order.
+
+    Each row takes, per source, the latest feature row of its entity at or
+    before its `event_timestamp` (within the TTL). The feature rows are sorted
+    once; entity rows are taken in time order `chunk_rows` at a time, each
+    chunk joined to every source with `join_asof` and turned into its float
+    block, so memory beyond the result is bounded by the chunk. The output is
+    the same whatever the chunk size.
+    """
+    n = len(base)
+    needed = _needed_columns()
+    ordered = [
+        (key, rows.with_columns(pl.col(TIMESTAMP).cast(_UTC_US)).sort(TIMESTAMP), ttl) for key, rows, ttl in sources
+    ]
+    stamps = pd.to_datetime(base[TIMESTAMP], utc=True)
+    query = pl.DataFrame(
+        {
+            _ROW: np.arange(n, dtype=np.int64),
+            "user_id": base["user_id"].astype(str).to_numpy(),
+            "item_id": base["item_id"].astype(str).to_numpy(),
+            TIMESTAMP: pl.from_pandas(stamps.reset_index(drop=True)).cast(_UTC_US),
+        }
+    ).sort(TIMESTAMP, maintain_order=True)
+    out = np.empty((n, len(RANKING_FEATURES)), dtype=np.float64)
+    step = max(1, chunk_rows)
+    for lo in range(0, n, step):
+        chunk = query.slice(lo, step)
+        for key, rows, ttl in ordered:
+            # Both sides are sorted by time; per-key sortedness follows from that.
+            chunk = chunk.join_asof(
+                rows, on=TIMESTAMP, by=key, strategy="backward", tolerance=ttl, check_sortedness=False
+            )
+        m = chunk.height
+        present = set(chunk.columns)
+        x = {c: filled(c, chunk.get_column(c).to_numpy() if c in present else None, m) for c in needed}
+        x.update(fit_arrays(x, m))
+        block = np.column_stack([np.asarray(x[c], dtype=np.float64) for c in RANKING_FEATURES])
+        out[chunk.get_column(_ROW).to_numpy()] = block
+    return pd.DataFrame(out, columns=list(RANKING_FEATURES))
 
 
 @lru_cache(maxsize=1)
@@ -239,8 +304,25 @@ def online_features(store: "FeatureStore", user_id: str, item_ids: Sequence[str]
     """
     if not item_ids:
         return _empty()
-    table = _ItemTable(_read_items(store, list(dict.fromkeys(item_ids))))
-    return _assemble(_read_user(store, user_id), table.take(item_ids), item_ids)
+    return features_for_user(_read_user(store, user_id), _read_items(store, list(dict.fromkeys(item_ids))), item_ids)
+
+
+def features_for_user(
+    user: Mapping[str, Any], items: pd.DataFrame, item_ids: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """RANKING_FEATURES of one user's raw feature values over raw item rows (indexed by item_id).
+
+    `user` maps user-side columns (of the user views) to values, None where
+    unknown; `items` holds item-side columns. What the online path computes
+    after its reads; `item_ids` (default: every row of `items`) picks and orders the items.
+    """
+    ids = list(items.index) if item_ids is None else list(item_ids)
+    if not ids:
+        return _empty()
+    user_columns = _online_refs()[0]
+    values = {ref.split(":", 1)[1]: None for ref in user_columns}
+    values.update({k: v for k, v in user.items() if k in values})
+    return _assemble(values, _ItemTable(items).take(ids), ids)
 
 
 def _empty() -> pd.DataFrame:

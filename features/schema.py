@@ -83,7 +83,17 @@ USER_WORKOUT_STATS = (
     "days_since_last_workout",
     *MIX_COLUMNS,
 )
-USER_HEALTH = ("steps_7d_avg", "resting_hr_7d_avg", "resting_hr_trend", "sleep_7d_avg", "recovery_score")
+USER_HEALTH = (
+    "steps_7d_avg",
+    "resting_hr_7d_avg",
+    "resting_hr_trend",
+    "sleep_7d_avg",
+    "sleep_1d",
+    "sleep_delta_1d",
+    "resting_hr_delta_1d",
+    "training_load_3d",
+    "recovery_score",
+)
 USER_ENGAGEMENT = (
     "impressions_28d",
     "clicks_28d",
@@ -122,6 +132,7 @@ FIT_FEATURES = (
     "level_fit",
     "equipment_fit",
     "intensity_fit",
+    "intensity_strain",
     "category_affinity",
     "level_affinity",
     "category_mix",
@@ -180,4 +191,6 @@ FILLS: dict[str, float | str] = {
     **{c: 1.0 / len(CATEGORIES) for c in CATEGORY_AFFINITY_COLUMNS},
     **{c: 1.0 / len(LEVELS) for c in LEVEL_AFFINITY_COLUMNS},
     **{c: _NEUTRAL for c in FIT_FEATURES},
+    # Neutral recovery and intensity (0.5 each): no strain.
+    "intensity_strain": 0.0,
 }

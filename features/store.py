@@ -4,11 +4,21 @@ Each part is chosen by one setting: `offline_url` (a PostgreSQL URL: the
 PostgreSQL offline store over the feature tables in that database; otherwise
 parquet files), `redis_url` (the Redis online store; otherwise SQLite) and
 `registry_url` (a SQL registry; otherwise a file).
+
+The same configuration is written into the data folder as a Feast repository
+(`write_repo`, done by every `apply_definitions`): `feature_store.yaml` for
+the profile, a repository file binding the definitions (features.definitions)
+and a `.feastignore`, so Feast's own CLI works on it:
+
+    feast -c $FITREC_DATA_DIR plan      # also: apply, feature-views list, ui
+
+Secrets are not written: the production file refers to FITREC_FEAST_PG_PASSWORD
+and FITREC_FEAST_REDIS_PASSWORD, which Feast expands from the environment.
 """
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from features.postgres import connection_params, is_postgres, sqlalchemy_url
 from features.sources import FEATURE_SCHEMA, OfflineBackend
@@ -18,6 +28,11 @@ if TYPE_CHECKING:
 
 PROJECT = "fitrec"
 REPO_SUBDIR = "feature_repo"
+# The Feast repository files written into the data folder (see write_repo).
+REPO_YAML = "feature_store.yaml"
+REPO_MODULE = "fitrec_feature_repo.py"
+PG_PASSWORD_VAR = "FITREC_FEAST_PG_PASSWORD"
+REDIS_PASSWORD_VAR = "FITREC_FEAST_REDIS_PASSWORD"
 
 
 def redis_connection_string(url: str, *, timeout_s: float | None = None) -> str:
@@ -155,5 +170,89 @@ def apply_definitions(store: "FeatureStore") -> None:
 
     The batch sources follow the store's offline configuration; re-applying
     under another backend replaces them (the registry never mixes the two).
+    The data folder's Feast repository files are (re)written for this profile.
     """
     store.apply(definitions(offline_backend(store)))
+    if store.config.repo_path is not None:
+        write_repo(store.config, Path(str(store.config.repo_path)))
+
+
+def repo_yaml(config: Any) -> dict[str, Any]:
+    """A RepoConfig as the `feature_store.yaml` mapping Feast's CLI loads, passwords as ${VAR} references."""
+    registry = config.registry
+    reg: dict[str, Any] = {
+        "registry_type": registry.registry_type,
+        "path": _without_password(str(registry.path)),
+        "cache_ttl_seconds": registry.cache_ttl_seconds,
+    }
+    online = {"type": config.online_store.type, **config.online_store.model_dump(mode="json", exclude_unset=True)}
+    if "connection_string" in online:
+        parts = online["connection_string"].split(",")
+        online["connection_string"] = ",".join(
+            f"password=${{{REDIS_PASSWORD_VAR}}}" if p.startswith("password=") else p for p in parts
+        )
+    offline = {"type": config.offline_store.type, **config.offline_store.model_dump(mode="json", exclude_unset=True)}
+    if offline.get("password"):
+        offline["password"] = f"${{{PG_PASSWORD_VAR}}}"
+    return {
+        "project": config.project,
+        "provider": config.provider,
+        "registry": reg,
+        "online_store": online,
+        "offline_store": offline,
+        "entity_key_serialization_version": config.entity_key_serialization_version,
+    }
+
+
+def _without_password(url: str) -> str:
+    parsed = urlparse(url)
+    if not parsed.password:
+        return url
+    user = quote(unquote(parsed.username or ""), safe="")
+    host = f"{parsed.hostname}:{parsed.port}" if parsed.port else str(parsed.hostname)
+    return parsed._replace(netloc=f"{user}:${{{PG_PASSWORD_VAR}}}@{host}").geturl()
+
+
+def write_repo(config: Any, repo_dir: Path) -> None:
+    """Write the Feast repository of this configuration into `repo_dir` (the data folder).
+
+    `feature_store.yaml` (the profile: registry, online and offline store),
+    `fitrec_feature_repo.py` (binds features.definitions for the profile's
+    offline backend) and `.feastignore` (sub-folders hold no definitions:
+    model artifacts must never be imported by Feast).
+    """
+    import yaml
+
+    from features.pg_offline_store import STORE_TYPE
+
+    repo_dir = Path(repo_dir)
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    mapping = repo_yaml(config)
+    backend = "postgres" if mapping["offline_store"]["type"] == STORE_TYPE else "file"
+    header = (
+        "# fitrec's Feast repository for this data folder, written by features.store.write_repo on every\n"
+        "# feature build (edit the settings, not this file). Use: feast -c <this folder> plan | apply | ui\n"
+    )
+    if backend == "postgres":
+        header += f"# Passwords come from the environment: export {PG_PASSWORD_VAR} / {REDIS_PASSWORD_VAR}.\n"
+    _write(repo_dir / REPO_YAML, header + yaml.safe_dump(mapping, sort_keys=False))
+    _write(
+        repo_dir / REPO_MODULE,
+        f'''"""fitrec's Feast definitions for Feast's CLI ({backend} offline store), by features.store.write_repo."""
+
+import os
+
+os.environ["FITREC_FEAST_OFFLINE"] = "{backend}"
+
+from features.definitions import *  # noqa: E402, F403  (every object, bound at module level)
+''',
+    )
+    _write(repo_dir / ".feastignore", "# Only the repository file at the top holds definitions.\n*/\n")
+
+
+def _write(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

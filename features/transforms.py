@@ -271,18 +271,37 @@ def user_workout_stats(events: Frame, items: Frame, *, as_of: datetime) -> pl.Da
 
 
 def user_health(events: Frame, *, as_of: datetime) -> pl.DataFrame:
-    """Steps, resting heart rate (level and trend), sleep and a recovery score from daily syncs."""
+    """Steps, resting heart rate (level, trend, yesterday's deviation), sleep, training load and a recovery score.
+
+    Health values come from the daily syncs; the training load of the last 3
+    days is the session-RPE load of completed workouts (hours x RPE / 10).
+    The recovery score in [0, 1] combines the last sleep and the last resting
+    heart rate, each against the user's own 4-week level, and that load; it is
+    0.5 (unknown) while neither sleep nor heart rate has been synced for a week.
+    """
     as_of = _as_of(as_of)
     metrics = ("steps", "resting_hr", "sleep_minutes")
+    evs = _events(events, as_of)
     synced = (
-        _events(events, as_of)
-        .filter(pl.col("event_type") == "health_metric.synced")
+        evs.filter(pl.col("event_type") == "health_metric.synced")
         .with_columns(p=pl.col("properties").str.json_decode(_HEALTH_PROPS))
         .with_columns(**{m: pl.col("p").struct.field(m) for m in metrics})
     )
-    daily = synced.group_by("user_id", "day").agg(
+    health_daily = synced.group_by("user_id", "day").agg(
         *[pl.col(m).sum().alias(f"{m}_sum") for m in metrics],
         *[pl.col(m).count().alias(f"{m}_n") for m in metrics],
+    )
+    load_daily = (
+        evs.filter(pl.col("event_type") == "workout.completed")
+        .with_columns(p=pl.col("properties").str.json_decode(_WORKOUT_PROPS))
+        .with_columns(
+            load=(pl.col("p").struct.field("duration_min") / 60.0 * pl.col("p").struct.field("rpe").fill_null(5.0) / 10)
+        )
+        .group_by("user_id", "day")
+        .agg(pl.col("load").sum().fill_null(0.0))
+    )
+    daily = health_daily.join(load_daily, on=["user_id", "day"], how="full", coalesce=True).with_columns(
+        pl.col("load").fill_null(0.0), *[pl.col(f"{m}_{a}").fill_null(0) for m in metrics for a in ("sum", "n")]
     )
     key = "user_id"
 
@@ -290,19 +309,35 @@ def user_health(events: Frame, *, as_of: datetime) -> pl.DataFrame:
         n = _rolling(f"{metric}_n", days, key)
         return pl.when(n > 0).then(_rolling(f"{metric}_sum", days, key) / n).otherwise(None)
 
-    # Sleep: 5 h → 0, 8 h → 1. Resting HR rising 5 bpm above its 4-week level → 0, falling 5 → 1.
-    sleep_score = ((pl.col("sleep_7d_avg") - 300.0) / 180.0).clip(0.0, 1.0).fill_null(0.5)
-    hr_score = (0.5 - pl.col("resting_hr_trend") / 10.0).clip(0.0, 1.0).fill_null(0.5)
+    # Sleep against the user's own 4-week level: 50 min short → 0, 50 min more → 1 (until a
+    # baseline exists: 5 h → 0, 8 h → 1). Resting HR 4 bpm above its 4-week level → 0, 4 below
+    # → 1. Load: none → 1, 2 hours at RPE 10 (or 4 at RPE 5) in 3 days → 0.
+    absolute = (pl.col("sleep_7d_avg") - 300.0) / 180.0
+    sleep_score = pl.coalesce(0.5 + pl.col("sleep_delta_1d") / 100.0, absolute).clip(0.0, 1.0).fill_null(0.5)
+    hr_seen = pl.coalesce("resting_hr_delta_1d", "resting_hr_trend")
+    hr_score = (0.5 - hr_seen / 8.0).clip(0.0, 1.0).fill_null(0.5)
+    load_score = (1.0 - pl.col("training_load_3d") / 2.0).clip(0.0, 1.0)
+    known = pl.col("sleep_7d_avg").is_not_null() | pl.col("resting_hr_7d_avg").is_not_null()
     frame = (
         _daily_grid(daily, key, as_of)
         .with_columns(
             steps_7d_avg=mean("steps", 7),
             resting_hr_7d_avg=mean("resting_hr", 7),
             sleep_7d_avg=mean("sleep_minutes", 7),
+            sleep_1d=mean("sleep_minutes", 1),
+            sleep_28d=mean("sleep_minutes", 28),
+            resting_hr_1d=mean("resting_hr", 1),
             resting_hr_28d=mean("resting_hr", 28),
+            training_load_3d=_rolling("load", 3, key),
         )
-        .with_columns(resting_hr_trend=pl.col("resting_hr_7d_avg") - pl.col("resting_hr_28d"))
-        .with_columns(recovery_score=0.6 * sleep_score + 0.4 * hr_score)
+        .with_columns(
+            resting_hr_trend=pl.col("resting_hr_7d_avg") - pl.col("resting_hr_28d"),
+            resting_hr_delta_1d=pl.col("resting_hr_1d") - pl.col("resting_hr_28d"),
+            sleep_delta_1d=pl.col("sleep_1d") - pl.col("sleep_28d"),
+        )
+        .with_columns(
+            recovery_score=pl.when(known).then(0.45 * sleep_score + 0.35 * hr_score + 0.2 * load_score).otherwise(0.5)
+        )
     )
     return _finish(frame, "user_health", key, as_of)
 

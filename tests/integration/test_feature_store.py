@@ -194,7 +194,9 @@ def test_online_features_of_an_active_user(built: Built) -> None:
     assert plan["minutes_7d"] == 70 and plan["avg_rpe_28d"] == 7
     assert plan["days_since_last_workout"] == 3 and plan["streak_days"] == 0
     assert plan["steps_7d_avg"] == 9000 and plan["resting_hr_7d_avg"] == 61 and plan["sleep_7d_avg"] == 450
-    assert plan["recovery_score"] == pytest.approx(0.6 * (450 - 300) / 180 + 0.4 * 0.5)
+    # No sync today: the week's sleep (7.5 h) and heart rate trend (flat); no training in the last 3 days.
+    assert plan["sleep_1d"] == 0 and plan["training_load_3d"] == 0
+    assert plan["recovery_score"] == pytest.approx(0.45 * (450 - 300) / 180 + 0.35 * 0.5 + 0.2 * 1.0)
     assert plan["impressions_28d"] == 2 and plan["clicks_28d"] == 1 and plan["ctr_28d"] == 0.5
     # Item side.
     assert plan["item_completions_28d"] == 2 and plan["item_clicks_28d"] == 1 and plan["item_ctr_28d"] == 1.0

@@ -206,15 +206,26 @@ def test_health_averages_trend_and_recovery() -> None:
                 resting_hr=60,
                 sleep_minutes=480,
             ),
+            workout("u1", "str-beg", day(1, 2), minutes=60, rpe=8),
             ev("health_metric.synced", "u1", None, day(1), day="2025-03-02", steps=8000, resting_hr=70),
         ]
     )
     health = out["user_health"]
     first = at(health, "user_id", "u1", midnight(0))
-    assert first["recovery_score"] == pytest.approx(0.6 * 1.0 + 0.4 * 0.5)
+    # Sleep and heart rate at the user's own level (0.5 each), no training load (1.0).
+    assert first["sleep_1d"] == 480 and first["sleep_delta_1d"] == 0 and first["resting_hr_delta_1d"] == 0
+    assert first["training_load_3d"] == 0 and first["recovery_score"] == pytest.approx(0.45 * 0.5 + 0.35 * 0.5 + 0.2)
     second = at(health, "user_id", "u1", midnight(1))
     assert second["steps_7d_avg"] == 7000 and second["resting_hr_7d_avg"] == 65 and second["sleep_7d_avg"] == 480
     assert second["resting_hr_trend"] == 0.0  # 7-day and 28-day averages agree
+    # No sleep synced that day: the week's sleep counts (8 h: 1.0); heart rate 5 bpm above its
+    # 4-week level (0.0); an hour at RPE 8 is a load of 0.8 (score 0.6).
+    assert second["sleep_1d"] is None and second["resting_hr_delta_1d"] == 5.0
+    assert second["training_load_3d"] == pytest.approx(0.8)
+    assert second["recovery_score"] == pytest.approx(0.45 * 1.0 + 0.35 * 0.0 + 0.2 * 0.6)
+    # The load leaves the 3-day window.
+    assert at(health, "user_id", "u1", midnight(3))["training_load_3d"] == pytest.approx(0.8)
+    assert at(health, "user_id", "u1", midnight(4) - timedelta(hours=13))["training_load_3d"] == 0
     missing = tables([ev("health_metric.synced", "u2", None, day(0), day="2025-03-01", steps=100)])["user_health"]
     assert at(missing, "user_id", "u2", midnight(0))["recovery_score"] == 0.5
     assert at(missing, "user_id", "u2", midnight(0))["sleep_7d_avg"] is None
@@ -377,6 +388,8 @@ def test_intensity_fit_follows_recovery() -> None:
     )
     tired_hard, tired_light, fresh_hard, fresh_light = out["intensity_fit"]
     assert tired_light > tired_hard and fresh_hard > fresh_light
+    # Strain: only a session harder than the recovery counts, whatever how light the other is.
+    assert list(out["intensity_strain"]) == pytest.approx([0.8, 0.0, 0.0, 0.0])
 
 
 def test_goal_fit_for_plans_and_content() -> None:

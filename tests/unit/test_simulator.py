@@ -328,3 +328,72 @@ def test_short_windows_and_bad_arguments(items: list[Item]) -> None:
         simulate(items, users=5, days=1, seed=1, end=datetime(2026, 1, 1))  # naive
     with pytest.raises(ValueError):
         simulate(items, users=5, days=0, seed=1, end=END)
+
+
+# --- health-aware choices -----------------------------------------------------------------------------------------
+
+
+def test_recovery_is_exposed_and_shows_in_the_previous_evenings_health_sync(
+    sim: Simulation, events: list[dict]
+) -> None:
+    """Recovery of day d comes from what day d-1's sync showed: short sleep and a raised resting HR mean low."""
+    by_user: dict[str, list[dict]] = defaultdict(list)
+    for e in of_type(events, "health_metric.synced"):
+        by_user[e["user_id"]].append(e)
+    sleep_dev, hr_dev, recovery = [], [], []
+    for user_id, syncs in by_user.items():
+        if len(syncs) < 20:
+            continue
+        sleep = np.array([s["properties"]["sleep_minutes"] for s in syncs], float)
+        hr = np.array([s["properties"]["resting_hr"] for s in syncs], float)
+        for s, slept, rested in zip(syncs[:-1], sleep - sleep.mean(), hr - hr.mean(), strict=False):
+            next_day = ts(s) + timedelta(hours=12)
+            sleep_dev.append(slept)
+            hr_dev.append(rested)
+            recovery.append(sim.recovery(user_id, next_day))
+    r = np.array(recovery)
+    assert r.min() >= 0 and r.max() <= 1 and r.std() > 0.15
+    assert np.corrcoef(sleep_dev, r)[0, 1] > 0.4
+    assert np.corrcoef(hr_dev, r)[0, 1] < -0.5
+    with pytest.raises(ValueError):
+        sim.recovery(sim.users[0].user_id, datetime(2026, 3, 1))  # naive
+
+
+def test_poorly_recovered_users_click_hard_sessions_less(sim: Simulation, events: list[dict]) -> None:
+    impressions, clicks = shown(events)
+    intensity = dict(zip((i := sorted({e["item_id"] for e in impressions})), sim.intensity(i), strict=True))
+    counts = np.zeros((3, 2, 2))  # [recovery low / middle / high, hard item?, clicked?]
+    for e in impressions:
+        band = int(np.digitize(sim.recovery(e["user_id"], ts(e)), [0.4, 0.75]))
+        hard = intensity[e["item_id"]] > 0.6
+        counts[band, int(hard), int((e["properties"]["request_id"], e["properties"]["position"]) in clicks)] += 1
+    ctr = counts[:, :, 1] / counts.sum(axis=2)
+    (tired_light, tired_hard), _, (fresh_light, fresh_hard) = ctr
+    assert tired_hard < 0.5 * fresh_hard
+    assert tired_light > 0.8 * fresh_light  # light sessions keep their appeal
+
+
+def test_the_oracle_of_a_logged_slate_uses_that_days_recovery(sim: Simulation, items: list[Item]) -> None:
+    impressions, _ = shown(sim.events)
+    by_request: dict[str, list[dict]] = defaultdict(list)
+    for e in impressions:
+        by_request[e["properties"]["request_id"]].append(e)
+    checked = 0
+    for slate in list(by_request.values())[::50]:
+        user, item_ids = slate[0]["user_id"], [e["item_id"] for e in slate]
+        on_the_day = sim.utility(user, item_ids, at=ts(slate[0]))
+        np.testing.assert_allclose(sim.utility(user, item_ids), on_the_day)
+        np.testing.assert_allclose(sim.utility(user, item_ids[::-1]), on_the_day[::-1])
+        checked += 1
+    assert checked > 20
+    # The same user's preference for everything changes with the day's recovery: lighter when low.
+    item_ids = [it.item_id for it in items]
+    intensity = sim.intensity(item_ids)
+    gaps = []
+    for user in sim.users[:40]:
+        days = [sim.start + timedelta(days=d, hours=12) for d in range(40)]
+        rec = np.array([sim.recovery(user.user_id, d) for d in days])
+        low, high = days[int(rec.argmin())], days[int(rec.argmax())]
+        top = {at: np.argsort(-sim.utility(user.user_id, item_ids, at=at))[:10] for at in (low, high)}
+        gaps.append(intensity[top[high]].mean() - intensity[top[low]].mean())
+    assert np.mean(gaps) > 0.05 and np.mean(np.array(gaps) >= 0) > 0.9

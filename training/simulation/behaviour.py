@@ -1,9 +1,14 @@
 """What the simulated users do, day by day, vectorised over users.
 
-Every day: enrolled users train from their plan; users open the app, each open is a
-recommendation request answered by a logging policy that does not know anyone's
-utility; users click with position bias x sigmoid(utility), enroll in plans, view
-content and sometimes train from it; every user syncs the day's health metrics.
+Every day: each user wakes with a recovery in [0, 1] (a latent state: life strain,
+a persistent day-to-day process, and the training load of the last days); enrolled
+users train from their plan, less often when poorly recovered; users open the app,
+each open is a recommendation request answered by a logging policy that does not
+know anyone's utility; users click with position bias x sigmoid(utility), enroll in
+plans, view content and sometimes train from it, and both their choices and their
+completions shun sessions harder than the day's recovery tolerates; every user
+syncs the day's health metrics, whose sleep and resting heart rate show the strain
+and the load.
 """
 
 import numpy as np
@@ -11,7 +16,7 @@ import numpy as np
 from training.simulation.catalogue import ARTICLE, GOALS, GUIDE, LEVELS, PLAN, VIDEO, ItemTable
 from training.simulation.columns import DAY_MS, Coded, Const, Days, EventBuffer, Ids, Nullable, Times
 from training.simulation.population import HOUR, REGIONS, Population, Window
-from training.simulation.utility import level_term, utility
+from training.simulation.utility import excess_intensity, level_term, utility
 
 MINUTE = 60_000
 SECOND = 1_000
@@ -51,6 +56,18 @@ LOADS = {
 # Metabolic equivalents per workout category, for calories = MET x kg x hours.
 METS = {"stretching": 2.5, "cardio": 8.0, "plyometrics": 8.0, "strength": 5.0}
 DEFAULT_MET = 6.0
+# Recovery: strain follows an AR(1) process with this day-to-day persistence; training load
+# (hours x RPE / 10 of every workout) decays by LOAD_DECAY overnight.
+STRAIN_PERSISTENCE = 0.6
+LOAD_DECAY = 0.6
+# recovery = sigmoid(RECOVERY_BIAS + RECOVERY_STRAIN * strain + RECOVERY_LOAD * load)
+RECOVERY_BIAS, RECOVERY_STRAIN, RECOVERY_LOAD = 0.8, -1.3, -1.5
+# Completion odds per unit of intensity above what recovery tolerates (on top of the utility's share).
+COMPLETE_STRAIN = -2.0
+# What strain and load do to the day's health metrics.
+SLEEP_PER_STRAIN = -40.0  # minutes
+HR_PER_STRAIN = 2.5  # bpm
+HR_PER_LOAD = 2.0  # bpm
 # Weight drift per day and per completed workout, by goal.
 WEIGHT_PER_DAY = {"lose_weight": -0.03, "build_muscle": 0.01}
 WEIGHT_PER_WORKOUT = {"lose_weight": -0.08, "build_muscle": 0.03, "build_strength": 0.02}
@@ -103,6 +120,13 @@ class Timeline:
         self.completed = np.zeros(n, dtype=np.int64)  # cumulative completed workouts
         self.weight_now = pop.weight.copy()
         self.minutes_today = np.zeros(n)
+        self.strain = pop.strain0.copy()
+        self.training_load = np.zeros(n)  # training load carried into the day
+        self.load_today = np.zeros(n)
+        self.recovery = np.ones(n)
+        # The ground truth: each user's recovery on each day, and the day of each request.
+        self.recovery_log = np.empty((window.days, n), dtype=np.float32)
+        self.request_days: list[np.ndarray] = []
         # Logging policy: half of each slate from an editorial "popular" list (plans and
         # videos favoured, item quality only as a noisy hint), half uniformly random.
         prior = (
@@ -129,13 +153,30 @@ class Timeline:
         self._sign_ups()
         for day in range(self.window.days):
             self.minutes_today[:] = 0.0
+            self.load_today[:] = 0.0
+            self._wake(day)
             self._plan_workouts(day)
             self._app_opens(day)
+            self.training_load = LOAD_DECAY * self.training_load + self.load_today
             self._health(day, self.minutes_today > 0)
         return self.out
 
     def u(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return utility(self.pop, self.table, self.quality, users, items)
+        return utility(self.pop, self.table, self.quality, users, items, self.recovery[users])
+
+    def _wake(self, day: int) -> None:
+        """The day's recovery, then the day's strain.
+
+        Recovery comes from what last evening's health sync showed: the strain of
+        yesterday (in its sleep and resting heart rate) and the training load up to
+        yesterday. Strain then moves on (stress, illness, bad nights), persistently.
+        """
+        z = RECOVERY_BIAS + RECOVERY_STRAIN * self.strain + RECOVERY_LOAD * self.training_load
+        self.recovery = sigmoid(z)
+        self.recovery_log[day] = self.recovery
+        if day > 0:
+            shock = self.rng.normal(0.0, 1.0, len(self.pop)) * self.pop.strain_sd
+            self.strain = STRAIN_PERSISTENCE * self.strain + np.sqrt(1 - STRAIN_PERSISTENCE**2) * shock
 
     # -- sign-up, verification, subscriptions ---------------------------------
 
@@ -185,8 +226,10 @@ class Timeline:
     def _plan_workouts(self, day: int) -> None:
         rng, pop = self.rng, self.pop
         cand = np.flatnonzero((self.active_plan >= 0) & (self.plan_day < day))
-        # Users train about as often as their activity says, less when the plan suits them poorly.
-        p = np.clip(pop.activity[cand] / 7 * (0.5 + 0.5 * sigmoid(self.plan_utility[cand])), 0, 0.9)
+        # Users train about as often as their activity says, less when the plan suits them poorly
+        # and less when they are poorly recovered.
+        fit = 0.5 + 0.5 * sigmoid(self.plan_utility[cand])
+        p = np.clip(pop.activity[cand] / 7 * fit * (0.6 + 0.6 * self.recovery[cand]), 0, 0.9)
         go = cand[rng.random(len(cand)) < p]
         hour = np.clip(rng.normal(pop.workout_hour[go], 0.75), 5, LAST_START_HOUR)
         t0 = self.window.day_start(day) + (hour * HOUR).astype(np.int64)
@@ -240,6 +283,7 @@ class Timeline:
         t = np.where(new, after_signup, t)
         requests = self.n_requests + np.arange(count)
         self.n_requests += count
+        self.request_days.append(np.full(count, day, dtype=np.int32))
 
         slate = self._slates(count)
         size = slate.shape[1]
@@ -367,8 +411,11 @@ class Timeline:
         planned = np.minimum(available, rng.integers(3, 7, count))
         offset = rng.integers(0, available)
         u = self.u(users, items)
-        # Completion rises with utility and falls fast when the workout is too hard.
-        done = rng.random(count) < sigmoid(0.8 + 0.6 * u + 0.8 * level_term(pop, table, users, items))
+        # Completion rises with utility and falls fast when the workout is too hard, for the
+        # user's level or for the day's recovery.
+        strained = excess_intensity(table, items, self.recovery[users])
+        odds = 0.8 + 0.6 * u + 0.8 * level_term(pop, table, users, items) + COMPLETE_STRAIN * strained
+        done = rng.random(count) < sigmoid(odds)
         logged = np.where(done, planned, rng.integers(0, planned))
         base = np.where(table.kind[items] == GUIDE, rng.uniform(10, 25, count), table.duration[items])
         minutes = np.clip(base * rng.lognormal(0, 0.15, count), 5, MAX_WORKOUT_MIN).round(1)
@@ -406,6 +453,8 @@ class Timeline:
         total_sets = np.bincount(of, weights=sets, minlength=count).astype(np.int64)
         total_reps = np.bincount(of, weights=sets * reps, minlength=count).astype(np.int64)
         mean_rpe = np.bincount(of, weights=rpe, minlength=count) / np.maximum(logged, 1)
+        # Training load: hours x RPE / 10 (session RPE), abandoned sessions count for what was done.
+        np.add.at(self.load_today, users, elapsed / 60 * np.clip(np.where(logged > 0, mean_rpe, 5.0), 1, 10) / 10)
         category = table.category[items]
         calories = np.minimum(self.met[category] * self.weight_now[users] * minutes / 60, 5000)
         fin = np.flatnonzero(done)
@@ -437,7 +486,9 @@ class Timeline:
         lo, hi = self.load[table.exercise_equipment[exercise]].T
         load = np.where(self.loaded[profile], rng.uniform(lo, hi) * (1 + 0.45 * level), 0.0)
         gap = table.exercise_level[exercise] - level
-        effort = 6.2 + 1.2 * gap + rng.normal(0, 0.9, count) + np.where(done, 0.0, 0.8)
+        # The same exercise feels harder when poorly recovered.
+        tired = 1.0 * (0.6 - self.recovery[users])
+        effort = 6.2 + 1.2 * gap + rng.normal(0, 0.9, count) + np.where(done, 0.0, 0.8) + tired
         rpe = np.clip(np.round(effort * 2) / 2, 1, 10)
         return sets, reps, seconds, np.round(load * 2) / 2, rpe
 
@@ -457,10 +508,14 @@ class Timeline:
             pop.steps[users] * rng.lognormal(0, 0.22, count) + np.where(trained, 1500 + 70 * minutes, 0), 0, 150_000
         ).astype(np.int64)
         active = np.clip(steps / 160 + minutes + rng.normal(0, 5, count), 0, 1440).astype(np.int64)
-        # Resting heart rate drifts down slowly as completed workouts add up.
+        # Resting heart rate drifts down slowly as completed workouts add up; strain and recent
+        # training load push it up for a few days. Strain also shortens sleep.
         fitter = np.minimum(7.0, 0.06 * self.completed[users])
-        resting = np.clip(pop.resting_hr[users] - fitter + rng.normal(0, 1.3, count), 38, 120).round(1)
-        sleep = np.clip(rng.normal(pop.sleep[users] + np.where(trained, 12, 0), 35), 180, 720).astype(np.int64)
+        strain, load = self.strain[users], self.training_load[users]
+        resting = pop.resting_hr[users] - fitter + HR_PER_STRAIN * strain + HR_PER_LOAD * load
+        resting = np.clip(resting + rng.normal(0, 1.0, count), 38, 120).round(1)
+        slept = pop.sleep[users] + SLEEP_PER_STRAIN * strain + np.where(trained, 12, 0)
+        sleep = np.clip(rng.normal(slept, 25), 180, 720).astype(np.int64)
         goal = pop.goal[users]
         weight = (
             pop.weight[users]

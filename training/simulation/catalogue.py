@@ -11,7 +11,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from features.schema import GOAL_CATEGORIES
+from features.schema import CATEGORY_INTENSITY, GOAL_CATEGORIES
 
 LEVELS = ("beginner", "intermediate", "expert")
 GOALS = ("lose_weight", "build_muscle", "build_strength", "endurance", "mobility", "general_fitness")
@@ -57,6 +57,7 @@ class ItemTable:
     equipment: tuple[str, ...]  # bit i of a mask is equipment[i]
     duration: np.ndarray  # float minutes
     premium: np.ndarray  # bool
+    intensity: np.ndarray  # float in [0, 1]: how demanding a session of the item is
     serves: np.ndarray  # bool (len(GOALS), len(categories)): category serves goal
     exercises: np.ndarray  # int32 (n_items, width), -1 padded: exercise rows of each item's workouts
     n_exercises: np.ndarray  # int32
@@ -116,6 +117,7 @@ def build_item_table(items: Sequence[ItemLike]) -> ItemTable:
         equipment=equipment,
         duration=np.array([max(1, int(it.duration_min)) for it in items], dtype=np.float64),
         premium=np.array([bool(it.premium) for it in items], dtype=bool),
+        intensity=item_intensity(category, level, categories),
         serves=serves,
         exercises=ex.matrix,
         n_exercises=ex.sizes,
@@ -124,6 +126,16 @@ def build_item_table(items: Sequence[ItemLike]) -> ItemTable:
         exercise_level=ex.level,
         exercise_equipment=ex.equipment,
     )
+
+
+def item_intensity(category: np.ndarray, level: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+    """How demanding each item is: its category's intensity, pushed up by harder levels, within [0, 1].
+
+    The same definition as the catalogue feature `item_intensity` (features.transforms): the
+    simulated people feel the effort the catalogue describes.
+    """
+    base = np.array([CATEGORY_INTENSITY.get(c, 0.5) for c in categories])[category]
+    return np.clip(base + 0.15 * (level.astype(np.float64) - 1), 0.0, 1.0)
 
 
 class _Exercises(NamedTuple):

@@ -85,6 +85,8 @@ class Population:
     sleep: np.ndarray  # minutes
     weight: np.ndarray  # kg at sign-up
     weigh_rate: np.ndarray  # probability of stepping on a scale on a day
+    strain_sd: np.ndarray  # how much life strain (stress, illness, bad nights) swings from day to day
+    strain0: np.ndarray  # strain on the first day
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -130,6 +132,8 @@ def draw_population(rng: np.random.Generator, *, n: int, table: ItemTable, windo
     sleep = np.clip(rng.normal(420, 35, n), 300, 540)
     weight = np.clip(rng.normal(np.where(goal == GOALS.index("lose_weight"), 92, 76), 12, n), 45, 180)
     weigh_rate = rng.uniform(0.1, 0.9, n)
+    strain_sd = rng.uniform(0.6, 1.3, n)
+    strain0 = rng.normal(0.0, strain_sd)
     return Population(
         ids=[f"u-{i + 1:05d}" for i in range(n)],
         goal=goal,
@@ -151,6 +155,8 @@ def draw_population(rng: np.random.Generator, *, n: int, table: ItemTable, windo
         sleep=sleep,
         weight=weight,
         weigh_rate=weigh_rate,
+        strain_sd=strain_sd,
+        strain0=strain0,
     )
 
 

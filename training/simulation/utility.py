@@ -3,6 +3,12 @@
 Personal terms (goal, level, equipment, tastes, session length) vary far more than
 the item's own quality, so popularity alone cannot rank well, while every term is
 observable from events and the catalogue, so a ranker can learn it.
+
+One term changes from day to day: a user whose recovery is low (short sleep,
+resting heart rate above its usual level, hard training in the last days) does
+not want a session more demanding than that recovery tolerates. Recovery is
+the simulator's latent state (training.simulation.behaviour); what the user's
+events show of it is sleep, resting heart rate and completed workouts.
 """
 
 import numpy as np
@@ -22,6 +28,15 @@ EQUIPMENT_MISSING = -3.0
 SESSION_MISFIT = -0.9  # per unit of |log(item minutes / preferred minutes)|, plans and videos only
 PREMIUM = -0.4  # for users without a subscription
 QUALITY_SD = 0.4
+# Utility per unit of item intensity above what the day's recovery tolerates.
+STRAIN_PENALTY = -6.0
+# Tolerated intensity = TOLERANCE_FLOOR + TOLERANCE_SPAN * recovery: fully recovered tolerates everything.
+TOLERANCE_FLOOR = 0.25
+TOLERANCE_SPAN = 0.75
+# The less recovered, the more a light session appeals (active recovery) and a demanding one does not:
+# REST_PREFERENCE * (1 - recovery) * (REST_PIVOT - intensity).
+REST_PREFERENCE = 2.0
+REST_PIVOT = 0.5
 
 
 def level_term(pop: Population, table: ItemTable, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -34,10 +49,31 @@ def feasible(pop: Population, table: ItemTable, users: np.ndarray, items: np.nda
     return (table.needs[items] & ~pop.has[users]) == 0
 
 
-def utility(pop: Population, table: ItemTable, quality: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """u for aligned arrays of user rows and item rows (any equal shapes), noise-free."""
+def excess_intensity(table: ItemTable, items: np.ndarray, recovery: np.ndarray) -> np.ndarray:
+    """How far each item's intensity lies above what `recovery` (aligned with items, in [0, 1]) tolerates."""
+    tolerated = TOLERANCE_FLOOR + TOLERANCE_SPAN * np.asarray(recovery, dtype=np.float64)
+    return np.maximum(0.0, table.intensity[items] - tolerated)
+
+
+def utility(
+    pop: Population,
+    table: ItemTable,
+    quality: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    recovery: np.ndarray | None = None,
+) -> np.ndarray:
+    """u for aligned arrays of user rows and item rows (any equal shapes), noise-free.
+
+    `recovery` (aligned with the rows, in [0, 1]) is each user's recovery at the
+    moment of choosing; None means fully recovered (no item is too demanding).
+    """
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
+    strain: np.ndarray | float = 0.0
+    if recovery is not None:
+        rest = REST_PREFERENCE * (1.0 - np.asarray(recovery, dtype=np.float64)) * (REST_PIVOT - table.intensity[items])
+        strain = STRAIN_PENALTY * excess_intensity(table, items, recovery) + rest
     ugoal = pop.goal[users]
     serves = table.serves[ugoal, table.category[items]]
     is_plan = table.kind[items] == PLAN
@@ -56,4 +92,5 @@ def utility(pop: Population, table: ItemTable, quality: np.ndarray, users: np.nd
         + np.where(timed, SESSION_MISFIT * misfit, 0.0)
         + quality[items]
         + np.where(table.premium[items] & ~pop.subscriber[users], PREMIUM, 0.0)
+        + strain
     )
