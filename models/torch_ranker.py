@@ -177,11 +177,14 @@ def _pairwise_loss(scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tens
 class TorchRanker:
     """An MLP ranker with a listwise or pairwise loss over request groups; `score(frame)` per row."""
 
+    kind = "torch"  # the ranker kind packages record (models.recommender.RANKERS)
+
     def __init__(self) -> None:
         self.layout: InputLayout | None = None
         self.net: RankerNet | None = None
         self.params: dict[str, Any] = dict(DEFAULT_PARAMS)
         self.history: list[dict[str, float]] = []
+        self.train_metrics: dict[str, Any] = {}  # what the runner that fitted it reported (Ray Train)
         self.best_epoch = 0
         self.valid_ndcg = float("nan")
 

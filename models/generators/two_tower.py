@@ -270,6 +270,7 @@ class TwoTowerGenerator(ScoringGenerator):
         self.separator, self.exact_max_items, self.ann_ef_search = separator, exact_max_items, ann_ef_search
         self.threads, self.seed, self.name = threads, seed, name
         self.history: list[dict[str, float]] = []
+        self.train_metrics: dict[str, Any] = {}  # what the runner that fitted it reported (Ray Train)
 
     # -- configuration ---------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -436,6 +437,12 @@ class TwoTowerGenerator(ScoringGenerator):
             )
         self.unknown_user_vector = self._embed_side(None, 1)[0]
         self._build_index()
+
+    def reindex(self, *, exact_max_items: int) -> Self:
+        """Rebuild the retrieval index for another exact/approximate threshold (the vectors stay)."""
+        self.exact_max_items = exact_max_items
+        self._build_index()
+        return self
 
     def _build_index(self) -> None:
         self.ann = InnerProductIndex(
