@@ -25,6 +25,11 @@ bench_app = typer.Typer(help="Benchmarks behind the speed targets; they print fi
 app.add_typer(bench_app, name="bench")
 model_app = typer.Typer(help="The model registry: versions, promotion, rollback.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+step_app = typer.Typer(
+    help="One training step alone, reading the run of the step before it (`fitrec train` runs them all).",
+    no_args_is_help=True,
+)
+app.add_typer(step_app, name="step")
 check_app = typer.Typer(
     help="On-demand checks that print figures (not part of the test command).", no_args_is_help=True
 )
@@ -102,6 +107,9 @@ def simulate(users: UsersOpt = 500, days: DaysOpt = 60, seed: SeedOpt = 7) -> No
             on_total=set_total,
         )
     platform.close()
+    from pipelines.train import record_simulation
+
+    record_simulation(settings.data_dir, users=users, days=days, seed=seed, end=end)
     console.print(
         f"events: {report.events} simulated, {report.stored} stored, {report.duplicates} duplicates "
         f"in {report.seconds:.1f}s"
@@ -156,13 +164,135 @@ def train() -> None:
         f"{name} {m[f'{name}_ndcg@10']:.3f}" for name in ("popularity", "random", "oracle") if f"{name}_ndcg@10" in m
     )
     console.print(
-        f"registered {settings.model_name} version {report.model_version} as {' and '.join(report.aliases)} "
-        f"(run {report.run_id})\n"
-        f"NDCG@10 on the held-out window: model {m['ndcg@10']:.3f}; {baselines} "
-        f"({int(m.get('eval_groups', 0))} requests)"
+        f"registered {settings.model_name} version {report.model_version} as {' and '.join(report.aliases)}\n"
+        f"runs: train {report.parent_run_id}; "
+        + "; ".join(f"{step} {run_id}" for step, run_id in report.run_ids.items()),
+        soft_wrap=True,
     )
+    console.print(
+        f"held-out slates NDCG@10: model {m['ndcg@10']:.3f}; {baselines} ({int(m.get('eval_groups', 0))} requests)"
+    )
+    if "topk_recall@10" in m:
+        others = ", ".join(
+            f"{name} {m[f'{name}_topk_recall@10']:.3f}"
+            for name in ("popularity", "random", "oracle")
+            if f"{name}_topk_recall@10" in m
+        )
+        console.print(
+            f"top-10 over the catalogue: Recall@10 model {m['topk_recall@10']:.3f}; {others}; "
+            f"coverage {m.get('topk_coverage', float('nan')):.3f} ({int(m.get('topk_users', 0))} users)"
+        )
     if "champion" not in report.aliases:
         console.print(f"serve it with: fitrec model promote {report.model_version}")
+
+
+RunIdOpt = Annotated[str, typer.Option("--run-id", help="The MLflow run id of the step before this one.")]
+
+
+def _steps_tracking():  # type: ignore[no-untyped-def]
+    from pipelines.train import tracking_of
+
+    return tracking_of(PipelineSettings())
+
+
+@step_app.command("dataset")
+def step_dataset_cmd() -> None:
+    """Labelled impressions + point-in-time features, interactions, profiles, catalogue → a dataset run."""
+    from pipelines.train import dataset_sources
+    from training.steps import build_dataset
+
+    sources, _ = dataset_sources(PipelineSettings())
+    with console.status("building the training dataset"):
+        run_id = build_dataset(_steps_tracking(), sources)
+    console.print(f"dataset run {run_id}")
+
+
+@step_app.command("generators")
+def step_generators_cmd(run_id: RunIdOpt) -> None:
+    """Fit the candidate generators per stage from a dataset run → a generators run."""
+    from training.steps import fit_generators
+
+    with console.status("fitting candidate generators"):
+        new = fit_generators(_steps_tracking(), run_id)
+    console.print(f"generators run {new}")
+
+
+@step_app.command("ranker")
+def step_ranker_cmd(run_id: RunIdOpt) -> None:
+    """Fit the ranker(s) from a generators run, chosen on validation → a ranker run."""
+    from training.steps import fit_ranker
+
+    with console.status("fitting the ranker"):
+        new = fit_ranker(_steps_tracking(), run_id)
+    console.print(f"ranker run {new}")
+
+
+@step_app.command("evaluate")
+def step_evaluate_cmd(run_id: RunIdOpt) -> None:
+    """Evaluate a ranker run on its held-out window (baselines, segments, plots) → an evaluate run."""
+    from pipelines.build_features import feature_store
+    from pipelines.train import simulation_oracle
+    from training.steps import evaluate
+
+    settings = PipelineSettings()
+    oracle, _ = simulation_oracle(settings)
+    with console.status("evaluating"):
+        new, metrics = evaluate(_steps_tracking(), run_id, store=feature_store(settings), oracle=oracle)
+    console.print(f"evaluate run {new}: NDCG@10 {metrics['ndcg@10']:.3f}")
+
+
+@step_app.command("register")
+def step_register_cmd(run_id: RunIdOpt) -> None:
+    """Package and register an evaluate run's model as `challenger` → a register run and a version."""
+    from training.steps import register
+
+    with console.status("packaging and registering"):
+        new, version, aliases = register(_steps_tracking(), run_id)
+    console.print(f"register run {new}: version {version} ({', '.join(aliases) or 'no alias'})")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", help="A ranker run (evaluated as the training does), or a register run."),
+    ] = None,
+    version: Annotated[int | None, typer.Option(min=1, help="A registered version instead of a run.")] = None,
+    dataset_run: Annotated[
+        str | None, typer.Option(help="Evaluate on this dataset run's held-out window (default: a new dataset).")
+    ] = None,
+) -> None:
+    """Re-evaluate a trained model: held-out slates and top-10 beside popularity, random and the oracle."""
+    from pipelines.build_features import feature_store
+    from pipelines.train import dataset_sources, simulation_oracle
+    from training.registry import MODEL_NAME_IN_RUN
+    from training.steps import build_dataset, evaluate, evaluate_model, step_of
+
+    settings = PipelineSettings()
+    track = _steps_tracking()
+    if (run_id is None) == (version is None):
+        raise typer.BadParameter("give --run-id RUN or --version N")
+    oracle, _ = simulation_oracle(settings)
+    store = feature_store(settings)
+    with console.status("evaluating"):
+        if run_id is not None and step_of(track, run_id) == "ranker":
+            new, metrics = evaluate(track, run_id, store=store, oracle=oracle)
+        else:
+            if run_id is not None and step_of(track, run_id) != "register":
+                raise typer.BadParameter(f"run {run_id} is neither a ranker nor a register run")
+            uri = f"runs:/{run_id}/{MODEL_NAME_IN_RUN}" if run_id else f"models:/{settings.model_name}/{version}"
+            if dataset_run is None:
+                sources, _ = dataset_sources(settings)
+                dataset_run = build_dataset(track, sources)
+            new, metrics = evaluate_model(track, uri, dataset_run, store=store, oracle=oracle)
+    console.print(f"evaluate run {new}")
+    if metrics.get("leaky"):
+        console.print("[yellow]the model was trained on data after this held-out window's cutoff: optimistic[/]")
+    shown = ("ndcg@10", "map@10", "mrr", "topk_ndcg@10", "topk_recall@10", "topk_coverage", "topk_novelty")
+    for name in ("", "popularity_", "random_", "oracle_"):
+        figures = ", ".join(f"{key} {metrics[name + key]:.3f}" for key in shown if name + key in metrics)
+        if figures:
+            console.print(f"{name.rstrip('_') or 'model'}: {figures}")
 
 
 VersionArg = Annotated[int, typer.Argument(min=1, help="The registered version number (see `fitrec model list`).")]
@@ -211,7 +341,12 @@ def model_list_cmd() -> None:
     if not versions:
         console.print(f"no version of {settings.model_name} yet: run `fitrec train`")
         return
-    shown = {"ndcg_at_10": "NDCG@10", "recall_at_10": "Recall@10", "mrr": "MRR", "popularity_ndcg_at_10": "pop."}
+    shown = {
+        "ndcg_at_10": "NDCG@10",
+        "popularity_ndcg_at_10": "pop.",
+        "topk_recall_at_10": "top-10 recall",
+        "topk_utility_vs_oracle": "utility/oracle",
+    }
     table = Table(title=settings.model_name)
     for column in ("version", "aliases", "created (UTC)", *shown.values(), "run"):
         table.add_column(column, no_wrap=True)

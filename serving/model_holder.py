@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LoadedModel:
     version: str
-    ranker: Any  # models.recommender's python model: score(frame), explain(frame), feature_names
+    # The packaged recommender (models.recommender.PackagedRecommender): candidates(users, users_frame),
+    # score(frame), explain(frame), slate(item_ids, scores, k); serving uses only these.
+    ranker: Any
 
     @property
     def label(self) -> str:

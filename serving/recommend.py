@@ -1,10 +1,18 @@
-"""The recommendation path: cache → candidates → online features → scores → filters → top-k."""
+"""The recommendation path: cache → candidates → online features → scores → filters → slate.
+
+Candidates come from the packaged model (`candidates(users, users_frame)`: every source it holds, with
+each source's scores as ranker features); the online features come from the feature store; the model
+scores, the business filter drops what the user cannot do, the model's slate policy picks the top-k and
+the model explains each pick. Nothing here knows which algorithms the model holds. A model without
+candidate sources (an older or a stand-in model) ranks the catalogue's most popular items instead.
+"""
 
 import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import anyio
 import numpy as np
@@ -20,13 +28,17 @@ from serving.schemas import RecommendationPublic
 
 # (user_id, item_ids) → one row per item with the model's feature columns, same order.
 FeatureFetcher = Callable[[str, Sequence[str]], pd.DataFrame]
+# (user_id, {column: "view:feature"}) → the user's stored attribute values (one row indexed by user_id,
+# columns named by feature), or None when they cannot be read: describes users the model never saw.
+UserAttributes = Callable[[str, Mapping[str, str]], pd.DataFrame | None]
 EQUIPMENT_FIT = "equipment_fit"
 MIN_EQUIPMENT_FIT = 0.5
 log = logging.getLogger(__name__)
 
 
 class Catalogue:
-    """Items in memory with a popularity order for candidate generation."""
+    """The catalogue's items in memory, with the popularity order fallback answers (and models without
+    candidate sources) use."""
 
     def __init__(self, items: Sequence[Item], popularity: dict[str, float]) -> None:
         self.by_id = {i.item_id: i for i in items}
@@ -86,8 +98,10 @@ class Recommender:
         breaker_failures: int = 3,
         breaker_reset_s: float = 5.0,
         rank_threads: int = 8,
+        user_attributes: UserAttributes | None = None,
     ) -> None:
         self.catalogue = catalogue
+        self.user_attributes = user_attributes
         self.fetch_features = fetch_features
         self._models = models
         self._cache = cache
@@ -188,14 +202,33 @@ class Recommender:
     def _key(self, model: LoadedModel, user_id: str, k: int) -> str:
         return f"{self._prefix}rec:{model.label}:{user_id}:{k}"
 
-    def rank(self, user_id: str, *, k: int, ranker) -> list[RecommendationPublic]:  # type: ignore[no-untyped-def]
-        candidates = self.catalogue.candidates(self._n)
+    def candidates(self, user_id: str, ranker: Any) -> tuple[list[str], pd.DataFrame | None]:
+        """Candidate item ids and the columns the model adds to their features (None: no such columns)."""
+        if not callable(getattr(ranker, "candidates", None)):
+            return self.catalogue.candidates(self._n), None
+        users_frame = None
+        refs = getattr(ranker, "user_attribute_refs", None)
+        if refs and self.user_attributes is not None and not ranker.knows_user(user_id):
+            stored = self.user_attributes(user_id, refs)
+            users_frame = None if stored is None else ranker.users_frame(stored)
+        found = ranker.candidates([user_id], users_frame)
+        # Only what the catalogue still offers, at most the configured number.
+        found = found[found["item_id"].isin(self.catalogue.by_id)].head(self._n)
+        return found["item_id"].tolist(), found.drop(columns=["user_id", "item_id"])
+
+    def rank(self, user_id: str, *, k: int, ranker: Any) -> list[RecommendationPublic]:
+        candidates, extra = self.candidates(user_id, ranker)
         if not candidates:
             return []
         frame = self.fetch_features(user_id, candidates)
+        if extra is not None:
+            frame = pd.concat([frame, extra.set_axis(frame.index)], axis=1)
         scores = np.asarray(ranker.score(frame), dtype=float)
         scores[~feasible(frame)] = -np.inf
-        order = np.argsort(-scores, kind="stable")[:k]
+        if callable(getattr(ranker, "slate", None)):
+            order = np.asarray(ranker.slate(candidates, scores, k), dtype=np.int64)
+        else:
+            order = np.argsort(-scores, kind="stable")[:k]
         top = order[np.isfinite(scores[order])]
         drivers = ranker.explain(frame.iloc[top], relative=True)
         out = []

@@ -2,7 +2,7 @@
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +21,7 @@ from serving.cache import Cache, make_cache
 from serving.config import ServingSettings
 from serving.feature_push import FeaturePusher
 from serving.model_holder import ModelHolder
-from serving.recommend import Catalogue, FeatureFetcher, FeaturesUnavailable, Recommender
+from serving.recommend import Catalogue, FeatureFetcher, FeaturesUnavailable, Recommender, UserAttributes
 from serving.served_log import ServedLog
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,27 @@ class Features:
     popularity: dict[str, float]
     problem: str | None
     built: bool = True
+    user_attributes: UserAttributes | None = None
+
+
+def _user_attributes(store: FeatureStore) -> UserAttributes:
+    """Reads a user's stored attributes (the online features the model names) to describe a user it never saw.
+
+    A failed read describes nobody (None): the model's candidates for an undescribed user are its
+    general ones, and the ranking goes on.
+    """
+
+    def read(user_id: str, refs: Mapping[str, str]) -> pd.DataFrame | None:
+        try:
+            found = store.get_online_features(features=list(refs.values()), entity_rows={"user_id": [user_id]})
+        except Exception:  # noqa: BLE001 - an unreadable profile only makes the candidates less personal
+            log.warning("user attributes of %s cannot be read: general candidates", user_id, exc_info=True)
+            return None
+        values = found.to_dict()
+        names = [ref.split(":", 1)[-1] for ref in refs.values()]
+        return pd.DataFrame({n: values.get(n, [None])[:1] for n in names}, index=pd.Index([user_id], name="user_id"))
+
+    return read
 
 
 def _features_missing(reason: str) -> FeatureFetcher:
@@ -110,7 +131,7 @@ def _open_features(settings: ServingSettings, items: list[Item]) -> tuple[Featur
         except Exception as exc:  # noqa: BLE001 - an unreachable online store must not stop start-up
             unreachable = f"online store unreachable at start-up (candidates in catalogue order): {exc}"
             log.exception("%s", unreachable)
-    return store, Features(reader, popularity, unreachable)
+    return store, Features(reader, popularity, unreachable, user_attributes=_user_attributes(store))
 
 
 def start_serving(settings: ServingSettings) -> ServingState:
@@ -143,6 +164,7 @@ def start_serving(settings: ServingSettings) -> ServingState:
         rank_timeout_s=settings.rank_timeout_ms / 1000,
         breaker_failures=settings.breaker_failures,
         breaker_reset_s=settings.breaker_reset_s,
+        user_attributes=features.user_attributes,
     )
     pusher = None
     if settings.push_interval_s and features.built:

@@ -31,3 +31,44 @@ def oracle_scores(frame: pd.DataFrame, *, oracle: Oracle) -> np.ndarray:
             raise ValueError(f"oracle returned {values.shape} scores for {len(rows)} items")
         out[rows] = values
     return out
+
+
+# --- top-k lists over the catalogue (user_id, item_id, rank) -------------------------------------------------
+
+
+def _lists(users: Sequence[str], items: np.ndarray, k: int) -> pd.DataFrame:
+    """One row per (user, item) of `items` (users × k), ranks from 1."""
+    k = items.shape[1]
+    return pd.DataFrame(
+        {
+            "user_id": np.repeat(np.asarray(users, dtype=object), k),
+            "item_id": items.ravel(),
+            "rank": np.tile(np.arange(1, k + 1), len(users)),
+        }
+    )
+
+
+def popularity_recs(users: Sequence[str], item_counts: pd.Series, *, k: int) -> pd.DataFrame:
+    """The same k most used items for every user (ties by item id)."""
+    ordered = item_counts.sort_index().sort_values(ascending=False, kind="stable").index[:k].to_numpy(dtype=object)
+    return _lists(users, np.tile(ordered, (len(users), 1)), k)
+
+
+def random_recs(users: Sequence[str], item_ids: Sequence[str], *, k: int, seed: int = 0) -> pd.DataFrame:
+    """k distinct catalogue items per user, drawn at random."""
+    rng = np.random.default_rng(seed)
+    catalogue = np.asarray(item_ids, dtype=object)
+    k = min(k, len(catalogue))
+    picks = np.stack([rng.choice(len(catalogue), size=k, replace=False) for _ in users]) if users else np.empty((0, k))
+    return _lists(users, catalogue[picks.astype(np.int64)], k)
+
+
+def oracle_recs(users: Sequence[str], item_ids: Sequence[str], *, oracle: Oracle, k: int) -> pd.DataFrame:
+    """Each user's k catalogue items of highest true utility (the simulator's ground truth)."""
+    catalogue = np.asarray(item_ids, dtype=object)
+    k = min(k, len(catalogue))
+    rows = []
+    for user in users:
+        utility = np.asarray(oracle(str(user), catalogue.tolist()), dtype=np.float64)
+        rows.append(catalogue[np.argsort(-utility, kind="stable")[:k]])
+    return _lists(users, np.stack(rows) if rows else np.empty((0, k), dtype=object), k)

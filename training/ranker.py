@@ -10,7 +10,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from models.recommender import FeatureSpec, Recommender
+from models.recommender import FeatureSpec, LightGBMRanker
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
@@ -50,8 +50,8 @@ class TrainedRanker:
     dropped_groups: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
 
-    def recommender(self) -> Recommender:
-        return Recommender(self.booster, self.spec)
+    def ranker(self, *, threads: int = 1) -> LightGBMRanker:
+        return LightGBMRanker(self.booster, self.spec, threads=threads)
 
 
 def group_sizes(frame: pd.DataFrame, *, group_col: str = "request_id") -> np.ndarray:

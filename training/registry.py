@@ -20,16 +20,31 @@ from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 
 import models
-from models.recommender import Recommender
+from models.recommender import PACKAGE_ARTIFACT, PackagedRecommender
 
 CHAMPION = "champion"  # what serves
 CHALLENGER = "challenger"  # the newest trained version, waiting for the gate or a person
 PREVIOUS = "previous"  # the champion before the last promotion (serving's fallback, `fitrec model rollback`)
 # Metrics `fitrec model list` shows per version (MLflow's spelling), when the version's run logged them.
-KEY_METRICS = ("ndcg_at_10", "recall_at_10", "map_at_10", "mrr", "popularity_ndcg_at_10", "oracle_ndcg_at_10")
+KEY_METRICS = (
+    "ndcg_at_10",
+    "map_at_10",
+    "mrr",
+    "popularity_ndcg_at_10",
+    "oracle_ndcg_at_10",
+    "topk_recall_at_10",
+    "topk_utility_vs_oracle",
+)
 MODEL_NAME_IN_RUN = "recommender"
 # The packaged model needs only these at load time (pinned loosely; the serving image pins exactly).
-MODEL_REQUIREMENTS = ["lightgbm>=4.3,<5", "pandas>=2.1,<3", "numpy>=1.26,<3", "mlflow>=3.17,<4"]
+MODEL_REQUIREMENTS = [
+    "lightgbm>=4.3,<5",
+    "pandas>=2.1,<3",
+    "numpy>=1.26,<3",
+    "scipy>=1.11,<2",
+    "mlflow>=3.17,<4",
+]
+TORCH_REQUIREMENTS = ["torch>=2.3,<3", "faiss-cpu>=1.9,<2"]
 
 
 @contextmanager
@@ -74,7 +89,7 @@ def git_commit() -> str | None:
 
 
 @dataclass(frozen=True)
-class LoggedRanker:
+class LoggedModel:
     run_id: str
     model_uri: str
     model_version: str
@@ -82,83 +97,65 @@ class LoggedRanker:
     aliases: tuple[str, ...] = ()  # the aliases the new version was given
 
 
-def _ndcg_figure(metrics: Mapping[str, float], importance: Mapping[str, float]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and in CI
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    names = [n for n in ("model", "popularity", "random", "oracle") if f"{n}_ndcg@10" in metrics]
-    values = [metrics[f"{n}_ndcg@10"] for n in names]
-    left.bar(names, values, color=["#2a6f97", "#a9a9a9", "#d3d3d3", "#e09f3e"][: len(names)])
-    left.set_ylabel("NDCG@10 (held-out window)")
-    left.set_ylim(0, 1)
-    for i, v in enumerate(values):
-        left.text(i, v + 0.01, f"{v:.3f}", ha="center")
-    top = sorted(importance.items(), key=lambda kv: kv[1])[-15:]
-    right.barh([k for k, _ in top], [v for _, v in top], color="#2a6f97")
-    right.set_xlabel("gain")
-    right.set_title("feature importance")
-    fig.tight_layout()
-    return fig
+def requirements(package: PackagedRecommender) -> list[str]:
+    """What loading this package needs: the base set, plus torch and faiss when a part of it uses them."""
+    modules = {type(g).__module__ for g in package.generators.values()}
+    rankers = [package.ranker, *getattr(package.ranker, "members", {}).values()]
+    modules |= {type(r).__module__ for r in rankers}
+    extra = TORCH_REQUIREMENTS if any(m.endswith(("two_tower", "torch_ranker")) for m in modules) else []
+    return [*MODEL_REQUIREMENTS, *extra]
 
 
-def log_ranker(
+def log_recommender(
     *,
     tracking_uri: str,
     artifact_root: str,
     experiment: str,
     model_name: str,
-    recommender: Recommender,
+    package: PackagedRecommender,
     params: Mapping[str, Any],
     metrics: Mapping[str, float],
     lineage: Mapping[str, Any],
     input_example: pd.DataFrame | None = None,
     aliases: bool = True,
     run_name: str | None = None,
-) -> LoggedRanker:
-    """One MLflow run: params, metrics, lineage, plot, the packaged model; registered.
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> LoggedModel:
+    """One MLflow run holding the packaged recommender as a pyfunc model (from code: nothing pickled),
+    with its configuration, params, metrics and lineage; registered under `model_name`.
 
     With `aliases`, the new version becomes `challenger` (and `champion` only when it is the
     registry's first version: see `register_challenger`); without, it gets no alias.
     """
-    booster = recommender.booster
-    importance = dict(zip(booster.feature_name(), booster.feature_importance("gain").tolist(), strict=True))
     with tracking(tracking_uri) as client:
         experiment_id = ensure_experiment(client, name=experiment, artifact_root=artifact_root)
-        tags = {"fitrec.model_name": model_name}
+        all_tags = {"fitrec.model_name": model_name, **(tags or {})}
         commit = git_commit()
         if commit:
-            tags["mlflow.source.git.commit"] = commit
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+            all_tags["mlflow.source.git.commit"] = commit
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=all_tags, parent_run_id=parent_run_id
+        ) as run:
             mlflow.log_params({k: _param(v) for k, v in params.items()})
             mlflow.log_metrics(mlflow_metrics(metrics))
             mlflow.log_dict(dict(lineage), "lineage.json")
-            mlflow.log_dict(
-                {"features": list(recommender.feature_names), "categorical": recommender.spec.categorical},
-                "features.json",
-            )
-            mlflow.log_dict(importance, "feature_importance.json")
-            fig = _ndcg_figure(metrics, importance)
-            mlflow.log_figure(fig, "ndcg_and_importance.png")
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
+            mlflow.log_text(package.config.to_json(), "recommender_config.json")
             with tempfile.TemporaryDirectory() as tmp:
+                folder = package.save(Path(tmp) / PACKAGE_ARTIFACT)
                 info = mlflow.pyfunc.log_model(
                     name=MODEL_NAME_IN_RUN,
                     # Models from code: nothing is pickled, the loader runs the entry file.
                     python_model=str(Path(models.__file__).parent / "pyfunc_entry.py"),
-                    artifacts=recommender.save_artifacts(tmp),
+                    artifacts={PACKAGE_ARTIFACT: str(folder)},
                     # The model code travels with the model: a loader needs no fitrec checkout.
                     code_paths=[str(Path(models.__file__).parent)],
-                    pip_requirements=MODEL_REQUIREMENTS,
-                    input_example=_example(input_example, recommender),
+                    pip_requirements=requirements(package),
+                    input_example=_example(input_example, package),
                 )
             version = mlflow.register_model(info.model_uri, model_name, tags={"run_id": run.info.run_id})
         given = register_challenger(client, model_name, str(version.version)) if aliases else ()
-    return LoggedRanker(
+    return LoggedModel(
         run_id=run.info.run_id,
         model_uri=info.model_uri,
         model_version=str(version.version),
@@ -167,16 +164,16 @@ def log_ranker(
     )
 
 
-def _example(frame: pd.DataFrame | None, recommender: Recommender) -> pd.DataFrame | None:
-    """A few rows of model input typed as serving sends them, so the inferred signature accepts
-    missing values (float, not int) and categorical strings."""
+def _example(frame: pd.DataFrame | None, package: PackagedRecommender) -> pd.DataFrame | None:
+    """A few candidate rows typed as serving sends them (ids as text, features as float, so the inferred
+    signature accepts missing values); the source columns are left to the model."""
     if frame is None:
         return None
-    spec = recommender.spec
-    rows = frame[list(spec.names)].head(5).copy()
-    for name in spec.names:
-        rows[name] = rows[name].astype(str) if name in spec.categorical else rows[name].astype("float64")
-    return rows
+    rows = frame[["user_id", "item_id", *package.online_features]].head(5).copy()
+    rows["user_id"], rows["item_id"] = rows["user_id"].astype(str), rows["item_id"].astype(str)
+    for name in package.online_features:
+        rows[name] = pd.to_numeric(rows[name], errors="coerce").astype("float64")
+    return rows.reset_index(drop=True)
 
 
 def mlflow_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -302,8 +299,8 @@ def list_versions(*, tracking_uri: str, name: str, metrics: Sequence[str] = KEY_
 def load_champion(tracking_uri: str, name: str, *, alias: str = CHAMPION) -> tuple[PyFuncModel, str]:
     """The model version behind `alias` and its version number.
 
-    `model.predict(frame)` gives scores; `model.unwrap_python_model()` is the
-    `Recommender` with the fast `score` and `explain`.
+    `model.predict(frame)` gives scores of candidate rows; `model.unwrap_python_model()` is the
+    `PackagedRecommender` with `candidates`, `score`, `explain` and `slate`.
     """
     client = MlflowClient(tracking_uri=tracking_uri)
     version = client.get_model_version_by_alias(name, alias)

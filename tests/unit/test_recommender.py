@@ -95,3 +95,52 @@ def test_no_model_answers_popularity() -> None:
     assert answer.model_version == "fallback:popularity" and answer.fallback_reason == "model_unavailable"
     assert [d.item_id for d in answer.data] == ["it-0", "it-1", "it-10"]  # it-0 is the most popular
     assert served[0]["model_version"] == "fallback:popularity"
+
+
+class FakePackage(FakeRanker):
+    """A model with candidate sources, as the packaged recommender presents them to serving."""
+
+    user_attribute_refs = {"goal": "user_profile:goal"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.described: list[object] = []
+
+    def knows_user(self, user_id: str) -> bool:
+        return user_id != "u-new"
+
+    def users_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return rows.rename(columns={"goal": "goal"})
+
+    def candidates(self, users, users_frame=None) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+        self.described.append(None if users_frame is None else users_frame["goal"].tolist())
+        items = ["it-3", "it-99", "it-5", "it-gone", "it-4"]  # it-gone left the catalogue
+        return pd.DataFrame(
+            {"user_id": users[0], "item_id": items, "ease_rank": [2.0, 2.0, 1.0, 4.0, np.nan], "n_sources": 1.0}
+        )
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        assert {"ease_rank", "n_sources", "quality"} <= set(frame.columns)  # source columns beside the features
+        return super().score(frame) - frame["ease_rank"].fillna(10).to_numpy()
+
+    def slate(self, item_ids, scores, k=None):  # type: ignore[no-untyped-def]
+        return np.argsort(-scores, kind="stable")[: (k or 10) - 1]  # a policy that shows one fewer
+
+
+def test_candidates_come_from_the_model_with_its_source_columns() -> None:
+    model, served = FakePackage(), []  # type: ignore[var-annotated]
+    rec = _recommender(None, served)
+    rec._models = FakeHolder(model)  # type: ignore[assignment]
+    attributes: list[tuple[str, dict[str, str]]] = []
+
+    def read(user_id: str, refs: dict[str, str]) -> pd.DataFrame:
+        attributes.append((user_id, refs))
+        return pd.DataFrame({"goal": ["mobility"]}, index=[user_id])
+
+    rec.user_attributes = read  # type: ignore[assignment]
+    answer = RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-1", k=3)))
+    # it-99 needs a barbell (filtered), it-gone is not in the catalogue; scores quality - ease_rank.
+    assert [d.item_id for d in answer.data] == ["it-5", "it-3"]  # the model's slate policy: k - 1
+    assert model.described == [None] and attributes == []  # a known user is not described
+    RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-new", k=3)))
+    assert attributes == [("u-new", {"goal": "user_profile:goal"})] and model.described[-1] == ["mobility"]

@@ -102,3 +102,59 @@ def test_oracle_with_a_wrong_shape_is_refused() -> None:
     frame = pd.DataFrame({"request_id": ["r"] * 2, "user_id": ["u"] * 2, "item_id": ["a", "b"], "label": [1, 0]})
     with pytest.raises(ValueError, match="oracle returned"):
         oracle_scores(frame, oracle=lambda user, items: [1.0])
+
+
+def test_slate_metrics_by_hand() -> None:
+    from training.evaluate import slate_metrics
+
+    # Group a: positives at ranks 2 (label 1) and 3 (label 3); group b: positive at rank 1; c: none.
+    frame = pd.DataFrame(
+        {
+            "request_id": ["a"] * 3 + ["b"] * 2 + ["c"] * 2,
+            "label": [0, 1, 3, 2, 0, 0, 0],
+        }
+    )
+    scores = np.array([3.0, 2.0, 1.0, 5.0, 4.0, 1.0, 2.0])
+    m = slate_metrics(frame, scores, k=10)
+    dcg_a = 1 / np.log2(3) + 7 / np.log2(4)
+    idcg_a = 7 + 1 / np.log2(3)
+    assert m["ndcg@10"] == pytest.approx((dcg_a / idcg_a + 1.0) / 2)
+    # AP of a: hits at ranks 2 and 3 -> (1/2 + 2/3) / 2; of b: 1. MRR: (1/2 + 1) / 2.
+    assert m["map@10"] == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1.0) / 2)
+    assert m["mrr"] == pytest.approx((1 / 2 + 1.0) / 2)
+    assert slate_metrics(frame, scores, k=1)["map@1"] == pytest.approx((0.0 + 1.0) / 2)
+
+
+def test_topk_report_by_hand() -> None:
+    from training.evaluate import topk_report
+
+    recs = pd.DataFrame(
+        {"user_id": ["u1"] * 3 + ["u2"] * 3, "item_id": ["a", "b", "c", "a", "d", "e"], "rank": [1, 2, 3] * 2}
+    )
+    relevant = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u3"], "item_id": ["b", "z", "e", "a"]})
+    counts = pd.Series({"a": 6.0, "b": 2.0})  # training uses; c, d, e never used
+    m = topk_report(recs, relevant, k=3, n_items=10, item_counts=counts)
+    assert m["users"] == 3  # u3 has no list and counts as 0
+    assert m["recall@3"] == pytest.approx((1 / 2 + 1 + 0) / 3)
+    assert m["mrr"] == pytest.approx((1 / 2 + 1 / 3 + 0) / 3)
+    assert m["ndcg@3"] == pytest.approx(((1 / np.log2(3)) / (1 + 1 / np.log2(3)) + (1 / np.log2(4)) / 1) / 3)
+    assert m["coverage"] == pytest.approx(5 / 10)
+    p = {"a": 7 / 18, "b": 3 / 18, "c": 1 / 18, "d": 1 / 18, "e": 1 / 18}  # (count + 1) / (8 + 10)
+    expected = np.mean([-np.log2(p[i]) for i in recs["item_id"]])
+    assert m["novelty"] == pytest.approx(expected)
+
+
+def test_baseline_lists_and_calibration() -> None:
+    from training.baselines import oracle_recs, popularity_recs, random_recs
+    from training.evaluate import calibration
+
+    counts = pd.Series({"b": 5.0, "a": 5.0, "c": 1.0})
+    pop = popularity_recs(["u1", "u2"], counts, k=2)
+    assert pop["item_id"].tolist() == ["a", "b", "a", "b"] and pop["rank"].tolist() == [1, 2, 1, 2]
+    rand = random_recs(["u1", "u2"], list("abcdef"), k=4, seed=3)
+    assert len(rand) == 8 and rand.groupby("user_id")["item_id"].nunique().tolist() == [4, 4]
+    oracle = oracle_recs(["u1"], list("abc"), oracle=lambda user, items: [ord(i) for i in items], k=2)
+    assert oracle["item_id"].tolist() == ["c", "b"]
+    frame = pd.DataFrame({"label": [0, 0, 1, 3]})
+    table = calibration(frame, np.array([0.1, 0.2, 0.3, 0.4]), bins=2)
+    assert table["mean_label"].tolist() == [0.0, 2.0] and table["positive_rate"].tolist() == [0.0, 1.0]

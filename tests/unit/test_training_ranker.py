@@ -50,7 +50,7 @@ def test_the_ranker_learns_numeric_and_categorical_signal() -> None:
     assert 100 <= trained.best_iteration <= 150
     assert trained.valid_ndcg == max(trained.history["valid_ndcg_at_10"][99:])
     assert trained.train_groups == train[train.groupby("request_id").label.transform("max") > 0].request_id.nunique()
-    model = mean_ndcg(test, trained.recommender().score(test))
+    model = mean_ndcg(test, trained.ranker().score(test))
     random = mean_ndcg(test, np.random.default_rng(0).random(len(test)))
     assert model > 0.85
     assert model > random + 0.2
