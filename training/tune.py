@@ -13,6 +13,10 @@ the metric they reported; the winner and the default are then refitted with the 
 same way on the validation groups. When the winner does not beat the default there, the default is kept
 (`best_config` is then the default's, `improved` False): a search never hands back a configuration worse
 than the default on validation. Only validation data is ever used: test data stays out of tuning.
+
+Trials start in fresh Ray worker processes: this module imports only numpy and pandas at the top, the
+driver encodes the LightGBM inputs once (the trials get arrays and import lightgbm alone), and torch is
+imported by the torch search only.
 """
 
 from __future__ import annotations
@@ -25,15 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import lightgbm as lgb
+import numpy as np
 import pandas as pd
 
-from models.recommender import FeatureSpec
-from models.torch_hooks import TrainHooks
-from models.torch_ranker import DEFAULT_PARAMS as TORCH_DEFAULTS
-from models.torch_ranker import TorchRanker
-from training.ranker import DEFAULT_PARAMS as LIGHTGBM_DEFAULTS
-from training.ranker import group_sizes, train_ranker, with_positive_groups
 from training.ray_runtime import RaySettings, ensure_ray, storage
 
 METRIC = "valid_ndcg@10"
@@ -96,39 +94,74 @@ def torch_params(config: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
+@dataclass(frozen=True)
+class _LightGBMInputs:
+    """The encoded training and validation groups (positive groups only), built once on the driver."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    train_groups: np.ndarray
+    valid_x: np.ndarray
+    valid_y: np.ndarray
+    valid_groups: np.ndarray
+    feature_names: list[str]
+    categorical: list[str]
+    base_params: dict[str, Any]
+
+
+def _lightgbm_inputs(
+    train: pd.DataFrame, valid: pd.DataFrame, *, features: list[str], categorical: list[str]
+) -> _LightGBMInputs:
+    from models.recommender import FeatureSpec
+    from training.ranker import DEFAULT_PARAMS, group_sizes, with_positive_groups
+
+    train_pos, valid_pos = with_positive_groups(train), with_positive_groups(valid)
+    if train_pos.empty or valid_pos.empty:
+        raise ValueError("no request group with a positive label to train or validate on")
+    spec = FeatureSpec.fit(train_pos, names=features, categorical=categorical)
+    return _LightGBMInputs(
+        train_x=spec.encode(train_pos),
+        train_y=train_pos["label"].to_numpy(),
+        train_groups=group_sizes(train_pos),
+        valid_x=spec.encode(valid_pos),
+        valid_y=valid_pos["label"].to_numpy(),
+        valid_groups=group_sizes(valid_pos),
+        feature_names=list(spec.names),
+        categorical=[n for n in spec.names if n in spec.categorical],
+        base_params=dict(DEFAULT_PARAMS),
+    )
+
+
 def _lightgbm_trial(
     config: dict[str, Any],
     *,
-    train: pd.DataFrame,
-    valid: pd.DataFrame,
-    features: list[str],
-    categorical: list[str],
+    inputs: _LightGBMInputs,
     num_boost_round: int,
     min_rounds: int,
     report_every: int,
 ) -> None:
     """One LambdaRank fit reporting the best validation NDCG@10 so far every `report_every` rounds from
     `min_rounds` on (ASHA's first rung is at `min_rounds`: earlier trees are not a fair comparison)."""
+    import lightgbm as lgb
     from ray import tune
 
-    train_pos, valid_pos = with_positive_groups(train), with_positive_groups(valid)
-    spec = FeatureSpec.fit(train_pos, names=features, categorical=categorical)
-    cat_names = [n for n in spec.names if n in spec.categorical]
-    params = {**LIGHTGBM_DEFAULTS, **config, "num_threads": 1}
-
-    def dataset(frame: pd.DataFrame, reference: lgb.Dataset | None) -> lgb.Dataset:
-        return lgb.Dataset(
-            spec.encode(frame),
-            label=frame["label"].to_numpy(),
-            group=group_sizes(frame),
-            feature_name=list(spec.names),
-            categorical_feature=cat_names,
-            reference=reference,
-            params={"verbose": -1},
-        )
-
-    train_set = dataset(train_pos, None)
-    valid_set = dataset(valid_pos, train_set)
+    params = {**inputs.base_params, **config, "num_threads": 1}
+    train_set = lgb.Dataset(
+        inputs.train_x,
+        label=inputs.train_y,
+        group=inputs.train_groups,
+        feature_name=inputs.feature_names,
+        categorical_feature=inputs.categorical,
+        params={"verbose": -1},
+    )
+    valid_set = lgb.Dataset(
+        inputs.valid_x,
+        label=inputs.valid_y,
+        group=inputs.valid_groups,
+        feature_name=inputs.feature_names,
+        categorical_feature=inputs.categorical,
+        reference=train_set,
+    )
     best = -math.inf
 
     def report(env: Any) -> None:
@@ -154,6 +187,9 @@ def _torch_trial(
     max_epochs: int,
 ) -> None:
     from ray import tune
+
+    from models.torch_hooks import TrainHooks
+    from models.torch_ranker import TorchRanker
 
     best = -math.inf
 
@@ -270,14 +306,13 @@ def tune_lightgbm(
     settings: RaySettings | None = None,
 ) -> TuneOutcome:
     """ASHA search of LambdaRank parameters on the validation groups (NDCG@10)."""
+    from training.ranker import DEFAULT_PARAMS, train_ranker
+
     started = time.perf_counter()
     space = dict(space if space is not None else lightgbm_space())
-    default = _json_config({key: LIGHTGBM_DEFAULTS[key] for key in space})
+    default = _json_config({key: DEFAULT_PARAMS[key] for key in space})
     data = {
-        "train": train,
-        "valid": valid,
-        "features": list(features),
-        "categorical": list(categorical),
+        "inputs": _lightgbm_inputs(train, valid, features=list(features), categorical=list(categorical)),
         "num_boost_round": num_boost_round,
         "min_rounds": min(min_rounds, num_boost_round),
         "report_every": report_every,
@@ -327,6 +362,10 @@ def tune_torch_ranker(
     settings: RaySettings | None = None,
 ) -> TuneOutcome:
     """ASHA search of TorchRanker parameters on the validation groups (NDCG@10 per epoch)."""
+    # torch is imported by the torch search only: LightGBM trials start without it.
+    from models.torch_ranker import DEFAULT_PARAMS as TORCH_DEFAULTS
+    from models.torch_ranker import TorchRanker
+
     started = time.perf_counter()
     space = dict(space if space is not None else torch_space())
     default = _json_config({key: TORCH_DEFAULTS[key] for key in space})
