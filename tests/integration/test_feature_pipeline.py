@@ -17,6 +17,7 @@ import polars.testing
 import pytest
 import sqlalchemy as sa
 
+from features import pg_offline_store
 from features.freshness import feature_freshness
 from features.offline import read_source
 from features.retrieval import historical_features, online_features
@@ -254,7 +255,11 @@ def test_production_keeps_the_offline_data_in_postgresql(production: Built, modu
     assert workouts == 2  # the workout with RPE 15 is in the quarantine, not here
 
 
-def test_both_backends_give_the_same_features(embedded: Built, production: Built) -> None:
+def test_both_backends_give_the_same_features(
+    embedded: Built, production: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database's rows arrive in batches of this many (54 rows: 8 batches).
+    monkeypatch.setattr(pg_offline_store, "FETCH_ROWS", 7)
     users, items = ["u1", "u2", "nobody"], [PLAN, embedded.guide, "no-such-item"]
     stamps = [BASE + timedelta(hours=h) for h in (-1, 9, 33, 58, 84, 110)]
     entity_df = pd.DataFrame(
