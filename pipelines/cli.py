@@ -152,13 +152,26 @@ def features_freshness_cmd() -> None:
 
 
 @app.command()
-def train() -> None:
-    """Train the ranker, log it to MLflow and register it as `challenger` (the first model also as champion)."""
+def train(
+    two_tower: Annotated[
+        bool, typer.Option(help="Fit the PyTorch two-tower generator too (the slowest part of training).")
+    ] = True,
+    carves: Annotated[
+        int, typer.Option(min=1, max=5, help="Carves of the training window the ranker learns from.")
+    ] = 2,
+    holdout_days: Annotated[
+        float | None, typer.Option(min=0.1, help="Days held out for evaluation (default: the last 20%).")
+    ] = None,
+) -> None:
+    """Every training step (dataset → generators → ranker → evaluate → register) under one MLflow parent
+    run; the new version becomes `challenger` (the registry's first version also champion)."""
     from pipelines.train import run_training
+    from training.steps import TrainingConfig
 
     settings = PipelineSettings()
+    config = TrainingConfig(two_tower=two_tower, carves=carves, holdout_days=holdout_days)
     with step_progress("training") as progress:
-        report = run_training(settings, progress=progress)
+        report = run_training(settings, progress=progress, config=config)
     m = report.metrics
     baselines = ", ".join(
         f"{name} {m[f'{name}_ndcg@10']:.3f}" for name in ("popularity", "random", "oracle") if f"{name}_ndcg@10" in m
@@ -293,6 +306,32 @@ def evaluate_cmd(
         figures = ", ".join(f"{key} {metrics[name + key]:.3f}" for key in shown if name + key in metrics)
         if figures:
             console.print(f"{name.rstrip('_') or 'model'}: {figures}")
+
+
+@app.command("tune")
+def tune_cmd(
+    lightgbm_samples: Annotated[int, typer.Option(min=0, help="LightGBM configurations tried (0: no search).")] = 12,
+    torch_samples: Annotated[int, typer.Option(min=0, help="PyTorch ranker configurations tried (0: no search).")] = 8,
+    two_tower: Annotated[bool, typer.Option(help="Fit the PyTorch two-tower generator too.")] = True,
+) -> None:
+    """Train with a Ray Tune (ASHA) search of the rankers' parameters on validation: dataset → generators →
+    tune → ranker → evaluate → register (as `challenger`). Local Ray, or the cluster at RAY_ADDRESS."""
+    from pipelines.train import run_training
+    from training.steps import STEPS, TrainingConfig, TuneOptions
+
+    settings = PipelineSettings()
+    options = TuneOptions(lightgbm_samples=lightgbm_samples, torch_samples=torch_samples)
+    with step_progress("tuned training") as progress:
+        report = run_training(
+            settings, progress=progress, config=TrainingConfig(two_tower=two_tower), tune_options=options
+        )
+    console.print(
+        f"registered {settings.model_name} version {report.model_version} as {' and '.join(report.aliases)}\n"
+        f"runs: train {report.parent_run_id}; "
+        + "; ".join(f"{step} {run_id}" for step, run_id in report.run_ids.items() if step in (*STEPS, "tune")),
+        soft_wrap=True,
+    )
+    console.print(f"held-out slates NDCG@10: model {report.metrics['ndcg@10']:.3f}")
 
 
 VersionArg = Annotated[int, typer.Argument(min=1, help="The registered version number (see `fitrec model list`).")]
@@ -464,7 +503,7 @@ def demo(
     seed_catalogue_cmd()
     simulate(users=users, days=days, seed=seed)
     features_build()
-    train()
+    train(two_tower=True, carves=2, holdout_days=None)
     _run_server(host, port, key=_create_key("demo", ["recommendations:read", "events:write"]))
 
 

@@ -26,7 +26,7 @@ from platform_api.events.tables import EventLog
 from platform_api.runtime import open_platform
 from training.baselines import Oracle
 from training.datasets import LABEL_EVENT_TYPES
-from training.steps import STEPS, DatasetSources, Tracking, TrainingConfig, run_steps
+from training.steps import STEPS, DatasetSources, Tracking, TrainingConfig, TuneOptions, run_steps
 
 # The event types training reads: labels, the generators' interactions and the users' profiles.
 TRAIN_EVENT_TYPES = tuple(dict.fromkeys((*LABEL_EVENT_TYPES, *ENGAGEMENT_WEIGHTS, "user.created")))
@@ -156,6 +156,7 @@ def run_training(
     params: Mapping[str, Any] | None = None,
     aliases: bool = True,
     config: TrainingConfig | None = None,
+    tune_options: TuneOptions | None = None,
 ) -> TrainReport:
     """Train on the validated events of `settings`, evaluate on the held-out window, log and register.
 
@@ -164,6 +165,8 @@ def run_training(
     `oracle(user_id, item_ids) -> scores` (the simulator's ground truth) is evaluated beside the model;
     without one, the recorded simulation's is rebuilt when there is one. `params` are LightGBM
     parameters over the defaults; `holdout_days` defaults to the last 20% of the labelled window.
+    With `tune_options`, a Ray Tune search between the generators and the ranker picks the rankers'
+    parameters (validation groups only).
     """
     config = config or TrainingConfig()
     if holdout_days is not None:
@@ -171,7 +174,15 @@ def run_training(
     if params:
         config = replace(config, ranker_params={**config.ranker_params, **params})
     sources, found = dataset_sources(settings, oracle=oracle)
-    result = run_steps(tracking_of(settings), sources, config=config, oracle=found, aliases=aliases, progress=progress)
+    result = run_steps(
+        tracking_of(settings),
+        sources,
+        config=config,
+        oracle=found,
+        aliases=aliases,
+        progress=progress,
+        tune_options=tune_options,
+    )
     window = _window(settings, result.run_ids["dataset"])
     numeric = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
     return TrainReport(

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 from mlflow.data.pandas_dataset import from_pandas
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from features.retrieval import historical_features
@@ -299,8 +300,9 @@ def build_dataset(
             (folder / "lineage.json").write_text(json.dumps(dict(sources.lineage), indent=1, default=str))
             sha = _sha256(folder / "labelled.parquet")
             mlflow.log_artifacts(str(folder), "dataset")
-        dataset = from_pandas(
-            labelled, source=sources.source, targets="label", name=f"{RANKING_SERVICE}-labelled-impressions"
+        # The dataset's source is its own parquet file in the run; where the events came from is a tag.
+        dataset = _dataset(
+            labelled, mlflow.get_artifact_uri("dataset/labelled.parquet"), f"{RANKING_SERVICE}-labelled-impressions"
         )
         mlflow.log_input(
             dataset,
@@ -311,12 +313,20 @@ def build_dataset(
                 "window_end": window["window_end"],
                 "rows": str(len(labelled)),
                 "sha256": sha,
+                "events_source": sources.source,
             },
         )
-        interactions_input = from_pandas(
-            interactions.drop(columns="occurred_at"), source=sources.source, name="engagement-interactions"
+        interactions_input = _dataset(
+            interactions.drop(columns="occurred_at"),
+            mlflow.get_artifact_uri("dataset/interactions.parquet"),
+            "engagement-interactions",
+            targets=None,
         )
-        mlflow.log_input(interactions_input, context="generators", tags={"rows": str(len(interactions))})
+        mlflow.log_input(
+            interactions_input,
+            context="generators",
+            tags={"rows": str(len(interactions)), "events_source": sources.source},
+        )
         mlflow.log_params(
             {
                 "feature_service": RANKING_SERVICE,
@@ -341,6 +351,15 @@ def build_dataset(
             }
         )
         return str(run.info.run_id)
+
+
+def _dataset(frame: pd.DataFrame, uri: str, name: str, *, targets: str | None = "label") -> Any:
+    """An MLflow dataset of `frame` whose source is `uri` (its file among the run's artifacts); MLflow
+    computes the digest."""
+    try:
+        return from_pandas(frame, source=uri, targets=targets, name=name)
+    except MlflowException:  # an artifact store MLflow has no dataset source for: the source stays unnamed
+        return from_pandas(frame, targets=targets, name=name)
 
 
 def load_dataset(track: Tracking, dataset_run_id: str) -> Dataset:
@@ -935,6 +954,68 @@ def register(
     return logged.run_id, logged.model_version, logged.aliases
 
 
+# --- optional: a hyperparameter search between the generators and the ranker --------------------------------
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """How hard `tune` searches (Ray Tune with ASHA, training.tune); 0 samples skips a ranker's search."""
+
+    lightgbm_samples: int = 12
+    torch_samples: int = 8
+
+
+def tune(
+    track: Tracking,
+    generators_run_id: str,
+    *,
+    options: TuneOptions | None = None,
+    parent_run_id: str | None = None,
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Search the rankers' parameters on the ranker step's own rows (validation groups only);
+    returns (run id, LightGBM parameters, PyTorch ranker parameters) for `fit_ranker`."""
+    from training import tune as search
+
+    options = options or TuneOptions()
+    tags = _tags_of(track, generators_run_id, "generators")
+    train, valid, features = ranker_frames(track, generators_run_id)
+    outcomes: dict[str, Any] = {}
+    if options.lightgbm_samples:
+        outcomes["lightgbm"] = search.tune_lightgbm(
+            train, valid, features=features, num_samples=options.lightgbm_samples
+        )
+    torch_there = importlib.util.find_spec("models.torch_ranker") is not None
+    if options.torch_samples and torch_there:
+        outcomes["torch_ranker"] = search.tune_torch_ranker(
+            train, valid, features=features, num_samples=options.torch_samples
+        )
+    lightgbm = dict(outcomes["lightgbm"].best_config) if "lightgbm" in outcomes else {}
+    torch = search.torch_params(outcomes["torch_ranker"].best_config) if "torch_ranker" in outcomes else {}
+    with _step_run(
+        track,
+        "tune",
+        input_run_id=generators_run_id,
+        parent_run_id=parent_run_id,
+        tags={DATASET_TAG: tags[DATASET_TAG], GENERATORS_TAG: generators_run_id},
+    ) as run:
+        for name, outcome in outcomes.items():
+            mlflow.log_metrics(
+                mlflow_metrics(
+                    {
+                        f"{name}_best_valid_ndcg@10": outcome.best_score,
+                        f"{name}_default_valid_ndcg@10": outcome.default_score,
+                        f"{name}_trials": float(outcome.trials),
+                        f"{name}_stopped_early": float(outcome.stopped_early),
+                        f"{name}_seconds": outcome.seconds,
+                        f"{name}_improved": float(outcome.improved),
+                    }
+                )
+            )
+            mlflow.log_dict(asdict(outcome), f"tune/{name}.json")
+        mlflow.log_dict({"lightgbm": lightgbm, "torch": torch}, "tune/best_params.json")
+        return str(run.info.run_id), lightgbm, torch
+
+
 # --- all of them -------------------------------------------------------------------------------------------
 
 
@@ -946,8 +1027,10 @@ def run_steps(
     oracle: Oracle | None = None,
     aliases: bool = True,
     progress: Progress | None = None,
+    tune_options: TuneOptions | None = None,
 ) -> StepsResult:
-    """Every step under one parent run; the parent logs the configuration, the run ids and the metrics."""
+    """Every step under one parent run; the parent logs the configuration, the run ids and the metrics.
+    With `tune_options`, a Ray Tune search (a `tune` run) hands its parameters to the ranker step."""
     config = config or TrainingConfig()
 
     def step(done: int) -> None:
@@ -966,7 +1049,15 @@ def run_steps(
         step(1)
         runs["generators"] = fit_generators(track, runs["dataset"], config=config, parent_run_id=parent)
         step(2)
-        runs["ranker"] = fit_ranker(track, runs["generators"], parent_run_id=parent)
+        params: dict[str, Any] = {}
+        torch_params: dict[str, Any] = {}
+        if tune_options is not None:
+            runs["tune"], params, torch_params = tune(
+                track, runs["generators"], options=tune_options, parent_run_id=parent
+            )
+        runs["ranker"] = fit_ranker(
+            track, runs["generators"], params=params, torch_params=torch_params, parent_run_id=parent
+        )
         step(3)
         store = sources.store
         runs["evaluate"], metrics = evaluate(track, runs["ranker"], store=store, oracle=oracle, parent_run_id=parent)
