@@ -213,8 +213,13 @@ class Recommender:
             users_frame = None if stored is None else ranker.users_frame(stored)
         found = ranker.candidates([user_id], users_frame)
         # Only what the catalogue still offers, at most the configured number.
-        found = found[found["item_id"].isin(self.catalogue.by_id)].head(self._n)
-        return found["item_id"].tolist(), found.drop(columns=["user_id", "item_id"])
+        ids = found["item_id"].tolist()
+        offered = np.fromiter((i in self.catalogue.by_id for i in ids), dtype=bool, count=len(ids))
+        if not offered.all():
+            found = found[offered]
+            ids = found["item_id"].tolist()
+        found = found.iloc[: self._n]
+        return ids[: self._n], found.drop(columns=["user_id", "item_id"])
 
     def rank(self, user_id: str, *, k: int, ranker: Any) -> list[RecommendationPublic]:
         candidates, extra = self.candidates(user_id, ranker)

@@ -120,6 +120,7 @@ class TrainingConfig:
     two_tower: bool = True  # when models.generators.two_tower is there
     two_tower_epochs: int = 10
     torch_ranker: bool = True  # when models.torch_ranker is there
+    choice_margin: float = 0.01  # valid NDCG@10 another ranker (or a blend) must gain over LightGBM to serve
     ranker_params: dict[str, Any] = field(default_factory=dict)
     torch_params: dict[str, Any] = field(default_factory=dict)
     seed: int = 7
@@ -596,8 +597,11 @@ def fit_ranker(
             name = f"blend_{weight:.2f}"
             candidates[name] = blend
             valid_ndcg[name] = mean_ndcg(valid_pos, blend.score(valid_pos))
-    # Ties go to LightGBM (it explains its scores), then to the simpler model.
-    choice = max(valid_ndcg, key=lambda name: (round(valid_ndcg[name], 6), name == "lightgbm"))
+    # Another ranker serves only when it beats LightGBM by the margin: below it the difference is noise on a
+    # few hundred validation groups, and LightGBM alone scores faster and explains its scores.
+    best = max(valid_ndcg, key=lambda name: (round(valid_ndcg[name], 6), name == "lightgbm"))
+    choice = best if valid_ndcg[best] >= valid_ndcg["lightgbm"] + config.choice_margin else "lightgbm"
+    notes["best_on_validation"] = best
     chosen = candidates[choice]
     with _step_run(
         track,
