@@ -162,6 +162,10 @@ def train(
     holdout_days: Annotated[
         float | None, typer.Option(min=0.1, help="Days held out for evaluation (default: the last 20%).")
     ] = None,
+    ray_train: Annotated[
+        bool | None,
+        typer.Option(help="Fit the PyTorch models through Ray Train (default: only when RAY_ADDRESS is set)."),
+    ] = None,
 ) -> None:
     """Every training step (dataset → generators → ranker → evaluate → register) under one MLflow parent
     run; the new version becomes `challenger` (the registry's first version also champion)."""
@@ -169,7 +173,7 @@ def train(
     from training.steps import TrainingConfig
 
     settings = PipelineSettings()
-    config = TrainingConfig(two_tower=two_tower, carves=carves, holdout_days=holdout_days)
+    config = TrainingConfig(two_tower=two_tower, carves=carves, holdout_days=holdout_days, ray_train=ray_train)
     with step_progress("training") as progress:
         report = run_training(settings, progress=progress, config=config)
     m = report.metrics
