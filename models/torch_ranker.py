@@ -86,12 +86,17 @@ class InputLayout:
         if missing:
             raise KeyError(f"model input lacks feature columns: {missing}")
         n = len(frame)
-        dense = np.zeros((n, 2 * len(self.numeric)), dtype=np.float32)
-        for j, name in enumerate(self.numeric):
-            values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            absent = ~np.isfinite(values)
-            dense[:, j] = np.where(absent, 0.0, (values - self.means[j]) / self.stds[j])
-            dense[:, len(self.numeric) + j] = absent
+        block = frame[list(self.numeric)]
+        if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in block.dtypes):
+            # Serving's frames are one float block: one copy, not a conversion per column (2 of ~8 ms a request).
+            values = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:  # not empty here: a frame without numeric features takes the branch above
+            values = np.column_stack(
+                [pd.to_numeric(block[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) for c in block]
+            )
+        absent = ~np.isfinite(values)
+        scaled = (values - np.asarray(self.means, dtype=np.float64)) / np.asarray(self.stds, dtype=np.float64)
+        dense = np.concatenate([np.where(absent, 0.0, scaled), absent], axis=1).astype(np.float32)
         codes = np.zeros((n, len(self.levels)), dtype=np.int64)
         for j, (name, levels) in enumerate(self.levels.items()):
             codes[:, j] = pd.Categorical(frame[name].astype("string"), categories=levels).codes + 1

@@ -15,6 +15,10 @@ REASONS: tuple[tuple[str, str], ...] = (
     ("ctr", "Popular with people like you"),
     ("popularity", "Popular this week"),
     ("pop", "Popular this week"),
+    # The packaged model's candidate sources (their score and rank are ranker features).
+    ("history", "You did this before"),
+    ("ease", "People who train like you did this"),
+    ("content", "Like what you did before"),
 )
 DEFAULT_REASON = "Recommended for you"
 
