@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipelines.bench_train import bench_train_cmd
 from pipelines.config import PipelineSettings
 
 app = typer.Typer(help="fitrec: recommendation and training platform of a fitness app.", no_args_is_help=True)
@@ -610,6 +611,9 @@ def bench_serve_cmd(
         f"trivial endpoint: {figures['trivial_rps']:,.0f} req/s; cached top-10: "
         f"{figures['cached_top10_rps']:,.0f} req/s; ratio {figures['ratio']:.2f} (target ≥ 0.7)"
     )
+
+
+bench_app.command("train")(bench_train_cmd)
 
 
 @bench_app.command("uncached")
