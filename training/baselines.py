@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,12 +64,16 @@ def random_recs(users: Sequence[str], item_ids: Sequence[str], *, k: int, seed: 
     return _lists(users, catalogue[picks.astype(np.int64)], k)
 
 
-def oracle_recs(users: Sequence[str], item_ids: Sequence[str], *, oracle: Oracle, k: int) -> pd.DataFrame:
-    """Each user's k catalogue items of highest true utility (the simulator's ground truth)."""
+def oracle_recs(
+    users: Sequence[str], item_ids: Sequence[str], *, oracle: Oracle, k: int, at: Any = None
+) -> pd.DataFrame:
+    """Each user's k catalogue items of highest true utility (the simulator's ground truth), at moment `at`
+    when given (an oracle with state over time, like the simulator's recovery, then takes `at=`)."""
     catalogue = np.asarray(item_ids, dtype=object)
     k = min(k, len(catalogue))
     rows = []
+    extra = {} if at is None else {"at": at}
     for user in users:
-        utility = np.asarray(oracle(str(user), catalogue.tolist()), dtype=np.float64)
+        utility = np.asarray(oracle(str(user), catalogue.tolist(), **extra), dtype=np.float64)
         rows.append(catalogue[np.argsort(-utility, kind="stable")[:k]])
     return _lists(users, np.stack(rows) if rows else np.empty((0, k), dtype=object), k)

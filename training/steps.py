@@ -721,6 +721,10 @@ def build_package(track: Tracking, ranker_run_id: str, *, stage: str) -> tuple[P
 # --- step 4: evaluate --------------------------------------------------------------------------------------
 
 
+LIST_COLUMNS = ["user_id", "item_id", "rank", "score"]
+TOP_LIST_CHUNK = 1000  # users per chunk: about 300 candidates each
+
+
 def top_lists(
     package: PackagedRecommender,
     users: list[str],
@@ -731,10 +735,26 @@ def top_lists(
     k: int,
 ) -> pd.DataFrame:
     """Each user's top-k as serving would build it at `at`: candidates, point-in-time features, scores,
-    slate policy. `user_id, item_id, rank, score`."""
+    slate policy. `user_id, item_id, rank, score`. Users go in chunks, so memory is bounded by the chunk."""
+    parts = [
+        _top_lists_chunk(package, users[lo : lo + TOP_LIST_CHUNK], store=store, at=at, users_frame_=users_frame_, k=k)
+        for lo in range(0, len(users), TOP_LIST_CHUNK)
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LIST_COLUMNS)
+
+
+def _top_lists_chunk(
+    package: PackagedRecommender,
+    users: list[str],
+    *,
+    store: FeatureStore,
+    at: pd.Timestamp,
+    users_frame_: pd.DataFrame | None,
+    k: int,
+) -> pd.DataFrame:
     candidates = package.candidates(users, users_frame_)
     if candidates.empty:
-        return pd.DataFrame(columns=["user_id", "item_id", "rank", "score"])
+        return pd.DataFrame(columns=LIST_COLUMNS)
     entity = candidates[["user_id", "item_id"]].assign(**{TIMESTAMP: at})
     featured = historical_features(store, entity, engine="polars")
     frame = pd.concat([featured, candidates.drop(columns=["user_id", "item_id"])], axis=1)
@@ -752,7 +772,7 @@ def top_lists(
                 }
             )
         )
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["user_id", "item_id", "rank", "score"])
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=LIST_COLUMNS)
 
 
 def evaluate_package(
@@ -820,7 +840,7 @@ def evaluate_package(
             "random": random_recs(test_users, catalogue, k=2 * k, seed=seed),
         }
         if oracle is not None:
-            lists["oracle"] = oracle_recs(test_users, catalogue, oracle=oracle, k=2 * k)
+            lists["oracle"] = oracle_recs(test_users, catalogue, oracle=oracle, k=2 * k, at=cutoff.to_pydatetime())
         cold_users = [u for u in test_users if u not in known_before]
         new_relevant = relevant[~relevant["item_id"].isin(counts.index)]
         for name, recs in lists.items():
