@@ -10,7 +10,7 @@ the generators refitted on the whole training set.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Self
 
 import lightgbm as lgb
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from models.generators.base import CANDIDATE_COLUMNS, ScoringGenerator
+from models.generators.blend import BlendGenerator
 from models.generators.merge import merge_candidates
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -92,7 +93,13 @@ class InteractionStatistics:
 
 
 class TwoStageRanker:
-    """Candidates from every generator (top `per_source` each), merged and ranked by LightGBM."""
+    """Candidates from every generator (top `per_source` each), merged and ranked by LightGBM.
+
+    With `base_weights` (generator name → weight), the z-score blend of those generators is one more
+    candidate source and the ranker's starting point: its score, mapped to log-odds by a logistic fit on
+    the training candidates, is LightGBM's initial score, so the trees learn only what the blend misses
+    (and early stopping at a few rounds leaves the blend's order).
+    """
 
     name = "two_stage"
 
@@ -103,23 +110,34 @@ class TwoStageRanker:
         per_source: int = 50,
         params: dict[str, Any] | None = None,
         max_rounds: int = 600,
+        base_weights: Mapping[str, float] | None = None,
         seed: int = 42,
     ) -> None:
         self.generators = list(generators)
         self.per_source, self.max_rounds, self.seed = per_source, max_rounds, seed
         self.params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
+        self.base_weights = {name: w for name, w in (base_weights or {}).items() if w > 0}
+        self.base: BlendGenerator | None = None
+        self.base_logit = (1.0, 0.0)  # log-odds = a × base score + b
 
     def fit_generators(self, interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> Self:
         """(Re)fit every generator and the statistics; the ranker, once trained, is kept."""
         for generator in self.generators:
             generator.fit(interactions, items)
         self.statistics = InteractionStatistics(interactions)
+        if self.base_weights:
+            blended = [g for g in self.generators if g.name in self.base_weights]
+            self.base = BlendGenerator(blended, [self.base_weights[g.name] for g in blended])
+            self.base.index = blended[0].index
         return self
 
+    def _sources(self) -> list[ScoringGenerator]:
+        return [*self.generators, *([self.base] if self.base is not None else [])]
+
     def candidates(self, users: Sequence[Hashable], *, exclude_seen: bool = True) -> pd.DataFrame:
-        frames = [g.recommend(users, self.per_source, exclude_seen=exclude_seen) for g in self.generators]
-        merged = merge_candidates(frames, fill_from=self.generators)
-        for generator in self.generators:
+        frames = [g.recommend(users, self.per_source, exclude_seen=exclude_seen) for g in self._sources()]
+        merged = merge_candidates(frames, fill_from=self._sources())
+        for generator in self._sources():
             score = merged[f"{generator.name}_score"]
             best = merged.groupby("user_id")[f"{generator.name}_score"].transform("max")
             merged[f"{generator.name}_relative"] = score / best.where(best.abs() > 1e-12)
@@ -153,6 +171,8 @@ class TwoStageRanker:
             frames.append(frame.assign(_group=frame["user_id"].astype(str) + f"#{number}"))
         frame = pd.concat(frames, ignore_index=True)
         self.features = self.feature_names(frame.drop(columns="_group"))
+        if self.base is not None:
+            self.base_logit = _logistic_fit(self._base_scores(frame), frame["label"].to_numpy())
         users = pd.unique(frame["user_id"])
         rng = np.random.default_rng(self.seed)
         held = rng.choice(users, size=max(1, len(users) // 5), replace=False)
@@ -169,16 +189,49 @@ class TwoStageRanker:
         self.booster = lgb.train(self.params, self._dataset(frame), num_boost_round=self.best_rounds)
         return self
 
+    def _base_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        score = frame[f"{self.base.name}_score"].to_numpy(dtype=np.float64) if self.base else np.zeros(len(frame))
+        return np.where(np.isfinite(score), score, np.nanmin(score) if np.isfinite(score).any() else 0.0)
+
+    def _init_scores(self, frame: pd.DataFrame) -> np.ndarray | None:
+        if self.base is None:
+            return None
+        a, b = self.base_logit
+        return a * self._base_scores(frame) + b
+
     def _dataset(self, frame: pd.DataFrame) -> lgb.Dataset:
         sizes = frame.groupby("_group", sort=False).size().to_numpy()
-        return lgb.Dataset(frame[self.features], label=frame["label"], group=sizes, free_raw_data=False)
+        return lgb.Dataset(
+            frame[self.features],
+            label=frame["label"],
+            group=sizes,
+            init_score=self._init_scores(frame),
+            free_raw_data=False,
+        )
 
     def recommend(self, users: Sequence[Hashable], k: int, *, exclude_seen: bool = True) -> pd.DataFrame:
         frame = self.candidates(users, exclude_seen=exclude_seen)
         if frame.empty:
             return pd.DataFrame(columns=CANDIDATE_COLUMNS)
-        frame["score"] = self.booster.predict(frame[self.features], num_threads=self.params["num_threads"])
+        raw = self.booster.predict(frame[self.features], num_threads=self.params["num_threads"], raw_score=True)
+        init = self._init_scores(frame)
+        frame["score"] = raw if init is None else raw + init
         frame = frame.sort_values(["user_id", "score"], ascending=[True, False], kind="stable")
         frame["rank"] = frame.groupby("user_id").cumcount() + 1
         top = frame[frame["rank"] <= k]
         return top.assign(source=self.name)[CANDIDATE_COLUMNS].reset_index(drop=True)
+
+
+def _logistic_fit(x: np.ndarray, y: np.ndarray, *, iterations: int = 25) -> tuple[float, float]:
+    """(a, b) of P(y = 1) = sigmoid(a x + b) by Newton's method (a one-feature logistic regression)."""
+    a, b = 0.0, float(np.log(max(y.mean(), 1e-6) / max(1.0 - y.mean(), 1e-6)))
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        w = p * (1.0 - p) + 1e-9
+        gradient = np.array([np.sum((p - y) * x), np.sum(p - y)])
+        hessian = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        a, b = a - float(step[0]), b - float(step[1])
+        if np.abs(step).max() < 1e-8:
+            break
+    return a, b

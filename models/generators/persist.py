@@ -18,6 +18,8 @@ REGISTRY: dict[str, str] = {
     "RP3betaGenerator": "models.generators.item_item",
     "ALSGenerator": "models.generators.factors",
     "ContentGenerator": "models.generators.content",
+    "SpectralGenerator": "models.generators.spectral",
+    "BlendGenerator": "models.generators.blend",
     "TwoTowerGenerator": "models.generators.two_tower",
 }
 MANIFEST = "generator.json"

@@ -23,7 +23,7 @@ def small() -> pd.DataFrame:
 
 def check_outputs(out: Path, train: pd.DataFrame) -> None:
     table = pd.read_csv(out / "metrics.csv", index_col="model")
-    assert {"ease", "rp3beta", "als", "popularity", "two_stage"} <= set(table.index)
+    assert {"ease", "rp3beta", "als", "popularity", "spectral", "blend", "two_stage"} <= set(table.index)
     assert {"ndcg@10", "precision@10", "recall@10", "map@10", "coverage"} <= set(table.columns)
     recs = pd.read_csv(out / "recs.csv", dtype={"user_id": str, "item_id": str})
     assert list(recs.columns) == ["user_id", "item_id", "rank", "score"]

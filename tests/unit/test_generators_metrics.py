@@ -1,10 +1,12 @@
-"""Top-k metrics against hand-computed values, and the per-user splits."""
+"""Top-k metrics against hand-computed values, the per-user splits and the benchmark's validation carves."""
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from training.benchmark import ScoreMatrixNDCG, validation_carves, validation_cutoff
 from training.evaluate import ndcg_per_group
 from training.interactions import Protocol, split_per_user
 from training.ranking_metrics import per_user_metrics, topk_metrics
@@ -61,3 +63,32 @@ def test_splits_are_per_user_and_disjoint() -> None:
     assert set(test["item_id"]) == {"7", "11"}
     with pytest.raises(ValueError):
         Protocol.parse("random:1.5")
+
+
+def test_ndcg_of_a_score_matrix_agrees_with_the_top_k_metrics() -> None:
+    rng = np.random.default_rng(0)
+    users, items = [f"u{i}" for i in range(30)], np.array([f"i{j}" for j in range(40)], dtype=object)
+    scores = rng.normal(size=(30, 40))
+    scores[rng.random((30, 40)) < 0.1] = -np.inf  # seen items
+    truth = pd.DataFrame({"user_id": rng.choice(users, 200), "item_id": rng.choice([*items, "outside"], 200)})
+    order = np.argsort(-scores, axis=1)[:, :5]
+    recs = pd.DataFrame(
+        {"user_id": np.repeat(users, 5), "item_id": items[order].ravel(), "rank": np.tile(np.arange(1, 6), 30)}
+    )
+    recs = recs[np.isfinite(np.take_along_axis(scores, order, axis=1).ravel())]
+    expected = topk_metrics(recs, truth, k=5)["ndcg@5"]
+    assert ScoreMatrixNDCG(users, items, truth, 5)(scores) == pytest.approx(expected)
+
+
+def test_validation_carves_hold_out_half_the_test_share_and_the_cutoff_follows() -> None:
+    frame = pd.DataFrame({"user_id": ["u"] * 80 + ["v"] * 40, "item_id": [str(i) for i in range(120)]})
+    frame["timestamp"] = range(120)
+    carves = validation_carves(frame, Protocol.parse("random:0.75"), seed=1)
+    assert len(carves) == 2 and not carves[0][1].equals(carves[1][1])
+    assert [len(v) for _, v in carves] == [15, 15]  # 12.5 % of each user
+    ((history, validation),) = validation_carves(frame, Protocol.parse("time:0.8"), seed=1)
+    assert len(validation) == 12  # the newest 10 % of each user
+    newest_history = history.groupby("user_id")["timestamp"].max()
+    assert (validation.groupby("user_id")["timestamp"].min() > newest_history).all()
+    assert validation_cutoff(Protocol.parse("random:0.75"), 10) == 20
+    assert validation_cutoff(Protocol.parse("leave-last-out"), 10) == 10

@@ -5,11 +5,13 @@ import pandas as pd
 import pytest
 
 from models.generators import (
+    BlendGenerator,
     CandidateGenerator,
     ContentGenerator,
     EASEGenerator,
     PopularityGenerator,
     RP3betaGenerator,
+    SpectralGenerator,
     merge_candidates,
 )
 from models.generators.factors import ALSGenerator
@@ -56,8 +58,16 @@ def test_popularity_beats_random(data) -> None:  # type: ignore[no-untyped-def]
         lambda: EASEGenerator(l2=100.0, mode="sparse", neighbours=60),
         lambda: RP3betaGenerator(alpha=1.0, beta=0.5),
         lambda: ALSGenerator(factors=16, regularization=5.0, iterations=10),
+        lambda: EASEGenerator(l2=30.0, window=5.0),
+        lambda: EASEGenerator(l2=30.0, window=5.0, mode="sparse", neighbours=60),
+        lambda: SpectralGenerator(factors=8),
+        lambda: SpectralGenerator(factors=8, window=10.0),
+        lambda: BlendGenerator([EASEGenerator(l2=100.0), SpectralGenerator(factors=8)], [1.0, 0.5]),
     ],
-    ids=["ease", "ease-sparse", "rp3beta", "als"],
+    ids=[
+        *("ease", "ease-sparse", "rp3beta", "als", "ease-window", "ease-window-sparse"),
+        *("spectral", "spectral-window", "blend"),
+    ],
 )
 def test_collaborative_generators_beat_popularity(data, make) -> None:  # type: ignore[no-untyped-def]
     _, _, train, test = data

@@ -8,11 +8,13 @@ import pytest
 
 from models.generators import (
     ALSGenerator,
+    BlendGenerator,
     ContentGenerator,
     EASEGenerator,
     PopularityGenerator,
     RP3betaGenerator,
     ScoringGenerator,
+    SpectralGenerator,
     load_generator,
     save_generator,
 )
@@ -42,8 +44,14 @@ def data() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         lambda: RP3betaGenerator(alpha=0.9, beta=0.4, neighbours=50),
         lambda: ALSGenerator(factors=8, iterations=3),
         lambda: ContentGenerator(columns=["genre"], user_columns={"favourite": "genre"}),
+        lambda: EASEGenerator(l2=20.0, window=4.0),
+        lambda: SpectralGenerator(factors=6, normalisation=0.75, window=10.0),
+        lambda: BlendGenerator(
+            [EASEGenerator(l2=50.0), ContentGenerator(columns=["genre"], user_columns={"favourite": "genre"})],
+            [1.0, 0.3],
+        ),
     ],
-    ids=["popularity", "ease-dense", "ease-sparse", "rp3beta", "als", "content"],
+    ids=["popularity", "ease-dense", "ease-sparse", "rp3beta", "als", "content", "ease-window", "spectral", "blend"],
 )
 def test_a_loaded_generator_recommends_what_the_saved_one_did(data, make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     interactions, items, users = data
