@@ -1,11 +1,12 @@
-"""Two-stage recommender: several candidate generators, merged, re-ranked by a LightGBM LambdaRank model.
+"""Two-stage recommender: several candidate generators, merged, re-ranked by a LightGBM model.
 
-Ranker features are each source's score, rank and score relative to the user's best from that source,
+Ranker features are each source's rank and score relative to the user's best from that source,
 plus simple statistics of the training interactions: item popularity (share of users, percentile, recent
 share), the item's popularity while the user was active, user activity, rating means when there are
 ratings, and how far the item's usage lies in time from the user's. All of them are scale-free (shares,
 percentiles, fractions of the time span), so a ranker fitted on a smaller validation carve applies to
-the generators refitted on the whole training set.
+the generators refitted on the whole training set. Optionally the ranker starts from a z-score blend of
+the generators (`base_weights`) and learns corrections to it.
 """
 
 from __future__ import annotations

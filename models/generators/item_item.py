@@ -22,8 +22,10 @@ from models.generators.base import InteractionIndex, ScoringGenerator, binarize
 
 # Pairs further apart than this many windows weigh less than exp(-5) ≈ 0.7 % of a neighbour: left out.
 _REACH = 5.0
-# Pairs gathered per chunk while building the sequence Gram (bounds the memory of the COO buffers).
+# Pairs gathered per chunk while building the sequence Gram (bounds the memory of the pair buffers).
 _PAIRS_PER_CHUNK = 4_000_000
+# Catalogues up to this many item pairs (n²) sum the pairs into a dense array (a few hundred MB at most).
+_DENSE_GRAM_CELLS = 16_000_000
 
 
 def sequence_positions(interactions: pd.DataFrame, index: InteractionIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -54,21 +56,23 @@ def item_gram(
         return plain
     users, items = sequence_positions(interactions, index)
     n = index.n_items
-    near = sp.csr_matrix((n, n))
     offsets = np.arange(1, max(1, int(np.ceil(_REACH * window))) + 1)
     chunk = max(1, _PAIRS_PER_CHUNK // max(1, len(items)))
+    dense = n * n <= _DENSE_GRAM_CELLS
+    near: np.ndarray | sp.csr_matrix = np.zeros(n * n) if dense else sp.csr_matrix((n, n))
     for start in range(0, len(offsets), chunk):
-        rows, cols, vals = [], [], []
+        keys, vals = [], []
         for offset in offsets[start : start + chunk]:
             same = users[offset:] == users[:-offset]
-            a, b = items[:-offset][same], items[offset:][same]
-            rows += [a, b]
-            cols += [b, a]
-            vals.append(np.full(2 * len(a), np.exp(-offset / window)))
-        if rows:
-            near = near + sp.csr_matrix(
-                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-            )
+            keys.append(items[:-offset][same].astype(np.int64) * n + items[offset:][same])
+            vals.append(np.full(int(same.sum()), np.exp(-offset / window)))
+        key, val = np.concatenate(keys), np.concatenate(vals)
+        if dense:
+            near += np.bincount(key, weights=val, minlength=n * n)
+        else:
+            near = near + sp.csr_matrix((val, (key // n, key % n)), shape=(n, n))
+    one_way = sp.csr_matrix(near.reshape(n, n)) if isinstance(near, np.ndarray) else near
+    near = one_way + one_way.T  # each pair was gathered in its history order only
     near = near + sp.diags(plain.diagonal())  # an item is at distance 0 from itself
     return (floor * plain + (1.0 - floor) * near).tocsr()
 
