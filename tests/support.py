@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -47,3 +50,21 @@ class Inbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
         self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))  # type: ignore[arg-type]
         return "250 Message accepted for delivery"
+
+
+def synthetic_ranking_set(n_groups: int, *, seed: int, slate: int = 8) -> pd.DataFrame:
+    """Relevance rises with `fit` and is highest for category "b"; `noise` carries nothing."""
+    rng = np.random.default_rng(seed)
+    n = n_groups * slate
+    frame = pd.DataFrame(
+        {
+            "request_id": np.repeat([f"s{seed}-r{i}" for i in range(n_groups)], slate),
+            "fit": rng.random(n),
+            "category": rng.choice(["a", "b", "c"], n),
+            "noise": rng.random(n),
+            "position": np.tile(np.arange(slate), n_groups),
+        }
+    )
+    utility = frame["fit"] + np.where(frame["category"] == "b", 0.6, 0.0) + rng.normal(0, 0.15, n)
+    frame["label"] = np.digitize(utility, [0.9, 1.2, 1.45])
+    return frame

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from support import synthetic_ranking_set as ranking_set
 
 from models.generators import PopularityGenerator
 from models.generators.two_tower import TwoTowerGenerator
@@ -19,25 +20,12 @@ from training.tune import tune_lightgbm
 pytestmark = pytest.mark.integration
 
 
-def ranking_set(n_groups: int, *, seed: int, slate: int = 8) -> pd.DataFrame:
-    """Relevance rises with `fit` and is highest for category "b"; `noise` carries nothing."""
-    rng = np.random.default_rng(seed)
-    n = n_groups * slate
-    frame = pd.DataFrame(
-        {
-            "request_id": np.repeat([f"s{seed}-r{i}" for i in range(n_groups)], slate),
-            "fit": rng.random(n),
-            "category": rng.choice(["a", "b", "c"], n),
-            "noise": rng.random(n),
-        }
-    )
-    utility = frame["fit"] + np.where(frame["category"] == "b", 0.6, 0.0) + rng.normal(0, 0.15, n)
-    frame["label"] = np.digitize(utility, [0.9, 1.2, 1.45])
-    return frame
-
-
 def test_tune_finds_a_lightgbm_configuration_at_least_as_good_as_the_default(ray_session) -> None:  # type: ignore[no-untyped-def]
-    train, valid, test = ranking_set(100, seed=1), ranking_set(60, seed=2), ranking_set(150, seed=3)
+    train, valid, test = (
+        ranking_set(100, seed=1),
+        ranking_set(60, seed=2),
+        ranking_set(150, seed=3),
+    )
     features, categorical = ["fit", "category", "noise"], ["category"]
     # A short boosting budget: the default's slow learning rate is not the best use of 30 rounds.
     outcome = tune_lightgbm(
@@ -84,7 +72,11 @@ def test_two_tower_trains_through_ray_train_and_comes_back_usable(ray_session) -
 def test_torch_ranker_trains_through_ray_train_local_mode(ray_session) -> None:  # type: ignore[no-untyped-def]
     # Ray Train's local mode (0 workers) runs the same training loop, report and checkpoint in this process;
     # the worker path is the one the two-tower test takes (starting a worker costs 10-20 s on 2 cores).
-    train, valid, test = ranking_set(150, seed=4), ranking_set(50, seed=5), ranking_set(100, seed=6)
+    train, valid, test = (
+        ranking_set(150, seed=4),
+        ranking_set(50, seed=5),
+        ranking_set(100, seed=6),
+    )
 
     ranker = fit_torch_ranker_on_ray(
         train,

@@ -3,27 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from support import synthetic_ranking_set as synthetic
 
 from training.evaluate import mean_ndcg
 from training.ranker import group_sizes, train_ranker, with_positive_groups
-
-
-def synthetic(n_groups: int, *, seed: int, slate: int = 8) -> pd.DataFrame:
-    """Relevance rises with `fit` and is highest for category "b"; `noise` carries nothing."""
-    rng = np.random.default_rng(seed)
-    n = n_groups * slate
-    frame = pd.DataFrame(
-        {
-            "request_id": np.repeat([f"s{seed}-r{i}" for i in range(n_groups)], slate),
-            "fit": rng.random(n),
-            "category": rng.choice(["a", "b", "c"], n),
-            "noise": rng.random(n),
-            "position": np.tile(np.arange(slate), n_groups),
-        }
-    )
-    utility = frame["fit"] + np.where(frame["category"] == "b", 0.6, 0.0) + rng.normal(0, 0.15, n)
-    frame["label"] = np.digitize(utility, [0.9, 1.2, 1.45])
-    return frame
 
 
 def test_group_sizes_follow_contiguous_runs_and_refuse_split_groups() -> None:
@@ -39,7 +22,11 @@ def test_groups_without_positive_are_dropped_for_training() -> None:
 
 
 def test_the_ranker_learns_numeric_and_categorical_signal() -> None:
-    train, valid, test = synthetic(300, seed=1), synthetic(80, seed=2), synthetic(150, seed=3)
+    train, valid, test = (
+        synthetic(300, seed=1),
+        synthetic(80, seed=2),
+        synthetic(150, seed=3),
+    )
     trained = train_ranker(
         train, valid, features=["fit", "category", "noise"], categorical=["category"], num_boost_round=150
     )
