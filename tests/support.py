@@ -7,6 +7,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,3 +71,39 @@ def synthetic_ranking_set(n_groups: int, *, seed: int, slate: int = 8) -> pd.Dat
     utility = frame["fit"] + np.where(frame["category"] == "b", 0.6, 0.0) + rng.normal(0, 0.15, n)
     frame["label"] = np.digitize(utility, [0.9, 1.2, 1.45])
     return frame
+
+
+@dataclass(frozen=True)
+class TrainedStack:
+    """A trained embedded data folder: serve it with `ServingSettings(FITREC_DATA_DIR=data_dir, ...)`."""
+
+    data_dir: Path
+    api_key: str  # a service key with recommendations:read (the app backend's)
+    end: datetime  # the simulation's last moment
+    users: int
+
+
+def build_trained_stack(data_dir: Path, *, users: int = 200, days: int = 30, seed: int = 5) -> TrainedStack:
+    """Seed, simulate, build features and train (no two-tower: the tests need a served model, not its quality)."""
+    from pipelines.build_features import build_features
+    from pipelines.config import PipelineSettings
+    from pipelines.simulate import simulate_into_platform
+    from pipelines.train import run_training
+    from platform_api.auth.api_keys import create_api_key
+    from platform_api.catalogue.service import list_items, seed_catalogue
+    from platform_api.runtime import open_platform
+    from training.steps import TrainingConfig
+
+    settings = PipelineSettings(FITREC_DATA_DIR=data_dir, DATABASE_URL=None, REDIS_URL=None)
+    platform = open_platform(settings.platform())
+    with platform.sessions() as session:
+        seed_catalogue(session)
+        items = list_items(session)
+        _, secret = create_api_key(session, name="app backend", scopes=["recommendations:read"], created_by=None)
+        session.commit()
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    simulate_into_platform(platform.sessions, items=items, users=users, days=days, seed=seed, end=end)
+    platform.close()
+    build_features(settings)
+    run_training(settings, config=TrainingConfig(two_tower=False))
+    return TrainedStack(data_dir=data_dir, api_key=secret, end=end, users=users)

@@ -1,8 +1,12 @@
 """Fixtures of the integration tests."""
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from support import TrainedStack
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +24,12 @@ def ray_session() -> Iterator[None]:
     yield
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def served_stack(tmp_path_factory: pytest.TempPathFactory) -> "TrainedStack":
+    """One trained embedded stack (catalogue, simulated events, features, a registered champion) that the
+    serving tests start their apps on; each test uses users and items of its own, so they do not collide."""
+    from support import build_trained_stack
+
+    return build_trained_stack(tmp_path_factory.mktemp("served-stack"))
