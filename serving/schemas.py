@@ -4,13 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-
-class RecommendationPublic(BaseModel):
-    item_id: str
-    item_type: str
-    title: str
-    score: float
-    reason: str
+from serving.ranking.schemas import RecommendationPublic
 
 
 class RecommendationsPublic(BaseModel):

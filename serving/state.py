@@ -17,12 +17,12 @@ from platform_api.email.factory import make_email_sender
 from platform_api.outbox import relay_outbox
 from platform_api.runtime import Platform, open_platform
 from serving.auth import KeyCache
-from serving.cache import Cache, make_cache
 from serving.config import ServingSettings
 from serving.feature_push import FeaturePusher
-from serving.model_holder import ModelHolder
-from serving.recommend import Catalogue, FeatureFetcher, FeaturesUnavailable, Recommender, UserAttributes
-from serving.served_log import ServedLog
+from serving.ranking.cache import Cache, make_cache
+from serving.ranking.model_holder import ModelHolder
+from serving.ranking.path import Catalogue, FeatureFetcher, FeaturesUnavailable, Recommender, UserAttributes
+from serving.ranking.served_log import ServedLog
 
 log = logging.getLogger(__name__)
 PUSH_TIMEOUT_S = 5.0  # the pusher writes in the background: a frozen Redis may stall a push, not hang it

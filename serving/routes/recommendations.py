@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 
 from platform_api.errors import ERROR_SCHEMA, ApiError
 from serving.auth import ensure_can_read, reader
-from serving.recommend import Recommender
+from serving.ranking.path import Recommender
 from serving.schemas import RecommendationsPublic
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from serving.cache import FallbackCache, MemoryCache, RedisCache, make_cache
+from serving.ranking.cache import FallbackCache, MemoryCache, RedisCache, make_cache
 
 
 class FakeClock:

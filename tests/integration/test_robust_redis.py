@@ -24,8 +24,8 @@ from platform_api.config import PlatformSettings
 from platform_api.runtime import open_platform
 from serving.app import create_app
 from serving.config import ServingSettings
-from serving.model_holder import LoadedModel
-from serving.recommend import Recommender
+from serving.ranking.model_holder import LoadedModel
+from serving.ranking.path import Recommender
 
 pytestmark = pytest.mark.robustness
 PREFIX = "t:"

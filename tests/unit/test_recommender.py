@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 
 from platform_api.catalogue.service import Item
-from serving.cache import MemoryCache
-from serving.model_holder import LoadedModel
-from serving.recommend import Catalogue, Recommender
+from serving.ranking.cache import MemoryCache
+from serving.ranking.model_holder import LoadedModel
+from serving.ranking.path import Catalogue, Recommender
 from serving.schemas import RecommendationsPublic
 
 

@@ -10,7 +10,7 @@ import pytest
 from redis.exceptions import RedisError
 from support import free_port
 
-from serving.cache import FallbackCache, MemoryCache, make_cache
+from serving.ranking.cache import FallbackCache, MemoryCache, make_cache
 
 pytestmark = pytest.mark.robustness
 

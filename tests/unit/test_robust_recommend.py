@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from test_recommender import FakeHolder, FakeRanker, _item
 
-from serving.cache import MemoryCache
-from serving.recommend import Catalogue, FeaturesUnavailable, Recommender
+from serving.ranking.cache import MemoryCache
+from serving.ranking.path import Catalogue, FeaturesUnavailable, Recommender
 from serving.schemas import RecommendationsPublic
 
 pytestmark = pytest.mark.robustness

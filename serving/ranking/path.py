@@ -21,10 +21,10 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
 from platform_api.catalogue.service import Item
-from serving.cache import Cache
-from serving.model_holder import LoadedModel, ModelHolder
-from serving.reasons import reason_for
-from serving.schemas import RecommendationPublic
+from serving.ranking.cache import Cache
+from serving.ranking.model_holder import LoadedModel, ModelHolder
+from serving.ranking.reasons import reason_for
+from serving.ranking.schemas import RecommendationPublic
 
 # (user_id, item_ids) → one row per item with the model's feature columns, same order.
 FeatureFetcher = Callable[[str, Sequence[str]], pd.DataFrame]
