@@ -353,6 +353,26 @@ class OnlineFeatureReader:
 
     __call__ = features  # a FeatureFetcher: (user_id, item_ids) -> frame
 
+    def readable(self, refs: Sequence[str]) -> list[str]:
+        """The references ("view:feature") whose view the store defines (a store built by an older version
+        may lack newer views)."""
+        views = {view.name for view in self._store.list_feature_views()}
+        return [ref for ref in refs if ref.split(":", 1)[0] in views]
+
+    def user_row(self, user_id: str, extra: Sequence[str] = ()) -> dict[str, Any]:
+        """The user's raw online values of the ranking features' user side plus the `extra` references
+        ("view:feature"), in one read; None where unknown. Pass it to `assemble`."""
+        refs = list(dict.fromkeys([*_online_refs()[0], *extra]))
+        found = self._store.get_online_features(features=refs, entity_rows={"user_id": [user_id]}).to_dict()
+        return {ref.split(":", 1)[1]: found[ref.split(":", 1)[1]][0] for ref in refs}
+
+    def assemble(self, user: Mapping[str, Any], item_ids: Sequence[str]) -> pd.DataFrame:
+        """RANKING_FEATURES of a user row (from `user_row`) over these items, indexed by item_id."""
+        if not item_ids:
+            return _empty()
+        user_columns = {ref.split(":", 1)[1] for ref in _online_refs()[0]}
+        return _assemble({c: user.get(c) for c in user_columns}, self.item_rows(item_ids), item_ids)
+
     def item_rows(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Filled item-side arrays for these items, in order."""
         cached = self._items

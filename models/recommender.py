@@ -145,6 +145,11 @@ class LightGBMRanker:
             return np.empty(0, dtype=np.float64)
         return np.asarray(self.booster.predict(self.spec.encode(frame), num_threads=self.threads), dtype=np.float64)
 
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows × features: each feature's share of each row's score (LightGBM's SHAP values, bias left out)."""
+        contrib = np.asarray(self.booster.predict(self.spec.encode(frame), pred_contrib=True, num_threads=self.threads))
+        return contrib[:, : len(self.spec.names)]
+
     def explain(self, frame: pd.DataFrame, *, relative: bool = False) -> list[str]:
         """Per row, the feature that raised the score most ("" when no feature raised it).
 
@@ -154,13 +159,7 @@ class LightGBMRanker:
         """
         if len(frame) == 0:
             return []
-        contrib = np.asarray(self.booster.predict(self.spec.encode(frame), pred_contrib=True, num_threads=self.threads))
-        contrib = contrib[:, : len(self.spec.names)]  # the last column is the bias term
-        if relative and len(frame) > 1:
-            contrib = contrib - contrib.mean(axis=0)
-        best = contrib.argmax(axis=1)
-        top = contrib[np.arange(len(best)), best]
-        return [self.spec.names[j] if v > 0 else "" for j, v in zip(best, top, strict=True)]
+        return top_feature(self.contributions(frame), self.spec.names, relative=relative)
 
     def importance(self) -> dict[str, float]:
         """Total gain of each feature."""
@@ -195,12 +194,28 @@ class BlendRanker:
                 total += self.weights[name] * np.asarray(ranker.score(frame), dtype=np.float64) / self.scales[name]
         return total
 
-    def explain(self, frame: pd.DataFrame, *, relative: bool = False) -> list[str]:
-        """The explanation of the first member that gives one (LightGBM's contributions)."""
+    @property
+    def feature_names(self) -> tuple[str, ...]:
         for ranker in self.members.values():
-            if hasattr(ranker, "explain"):
-                return list(ranker.explain(frame, relative=relative))
-        return [""] * len(frame)
+            return tuple(ranker.feature_names)
+        return ()
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """The members' contributions, weighted and scaled as their scores are (the blend is linear in them)."""
+        names = self.feature_names
+        total = np.zeros((len(frame), len(names)))
+        for name, ranker in self.members.items():
+            if self.weights.get(name, 0.0) and hasattr(ranker, "contributions"):
+                position = pd.Index(ranker.feature_names).get_indexer(names)
+                part = np.asarray(ranker.contributions(frame))
+                total[:, position >= 0] += self.weights[name] * part[:, position[position >= 0]] / self.scales[name]
+        return total
+
+    def explain(self, frame: pd.DataFrame, *, relative: bool = False) -> list[str]:
+        """Per row, the feature that raised the blended score most."""
+        if len(frame) == 0:
+            return []
+        return top_feature(self.contributions(frame), self.feature_names, relative=relative)
 
     def importance(self) -> dict[str, float]:
         for ranker in self.members.values():
@@ -220,6 +235,16 @@ class BlendRanker:
         raw = json.loads((directory / "blend.json").read_text())
         members = {name: load_ranker(directory / name) for name in raw["members"]}
         return cls(members, weights=raw["weights"], scales=raw["scales"])
+
+
+def top_feature(contrib: np.ndarray, names: Sequence[str], *, relative: bool) -> list[str]:
+    """Per row, the name of the largest positive contribution ("" when none is positive); with `relative`,
+    measured against the rows' mean contribution (what sets a row apart from the others)."""
+    if relative and len(contrib) > 1:
+        contrib = contrib - contrib.mean(axis=0)
+    best = contrib.argmax(axis=1)
+    top = contrib[np.arange(len(best)), best]
+    return [names[j] if v > 0 else "" for j, v in zip(best, top, strict=True)]
 
 
 # Ranker kinds a package may hold: module path and class, imported on first use (torch only when needed).
@@ -561,6 +586,128 @@ class PackagedRecommender(PythonModel):
         if hasattr(self.ranker, "explain"):
             return list(self.ranker.explain(frame, relative=relative))
         return [""] * len(frame)
+
+    def contributions(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray] | None:
+        """(feature names, rows × features): the ranker's own attribution of each row's score to its features
+        (LightGBM's SHAP values, the torch ranker's gradient × input, a blend's weighted sum of those); None
+        when the ranker cannot attribute its scores."""
+        if not hasattr(self.ranker, "contributions"):
+            return None
+        return list(self.ranker.feature_names), np.asarray(self.ranker.contributions(frame), dtype=np.float64)
+
+    # -- items ---------------------------------------------------------------------------------------------
+
+    def knows_item(self, item_id: Hashable) -> bool:
+        return item_id in self._category_of
+
+    def new_item_candidates(
+        self, user_id: Hashable, users_frame: pd.DataFrame | None, items: pd.DataFrame
+    ) -> pd.DataFrame:
+        """Candidate rows (same columns as `candidates`) for items the package never saw, described by their
+        attribute rows (`items`, indexed by item id): the sources that score items from attributes (the
+        content-based one) rank them against the user's profile; the other sources leave them nan."""
+        fresh = items[~items.index.isin(self.item_ids)]
+        columns = ["user_id", "item_id", *self._candidate_columns()]
+        if fresh.empty:
+            return pd.DataFrame(columns=columns)
+        data: dict[str, Any] = {c: np.full(len(fresh), np.nan) for c in self._candidate_columns()}
+        retrieved = np.zeros(len(fresh))
+        attributes = self._attributes([user_id], users_frame)
+        for name in self.config.sources:
+            generator = self.generators[name]
+            if not hasattr(generator, "score_items"):
+                continue
+            codes = generator.index.codes([user_id])
+            scores = generator.score_items(codes, attributes, generator.describe_items(fresh))[0]
+            known = generator.score_block(codes, exclude_seen=False, attributes=attributes)[0]
+            finite = np.isfinite(scores)
+            if not finite.any():
+                continue
+            s, r, rel = source_columns(name)
+            everything = np.concatenate([known[np.isfinite(known)], scores[finite]])
+            best = everything.max()
+            data[s] = np.where(finite, scores, np.nan)
+            # Rank among the package's items and these together: where the source would have put them.
+            data[r] = np.where(finite, 1.0 + (everything[None, :] > scores[:, None]).sum(axis=1), np.nan)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                data[rel] = np.where(finite & (abs(best) > 1e-12), scores / best, np.nan)
+            retrieved += finite
+        data[N_SOURCES] = retrieved
+        data[HISTORY] = np.zeros(len(fresh))
+        frame = pd.DataFrame({"user_id": user_id, "item_id": list(fresh.index), **data})
+        return frame[retrieved > 0].reset_index(drop=True)[columns]
+
+    def item_similarity(self, item_id: Hashable) -> tuple[str, np.ndarray] | None:
+        """(source, similarity of the item to each package item) from the first source, in configuration order,
+        with an item-to-item notion that knows the item and says something of it; None otherwise."""
+        position = self._position.get_indexer([item_id])[0]
+        if position < 0:
+            return None
+        for name in self.config.sources:
+            generator = self.generators[name]
+            column = self._columns[name][position]
+            if column < 0:
+                continue
+            similarity = generator.item_similarity(int(column))
+            if similarity is None or not np.any(similarity):
+                continue
+            full = np.zeros(len(self.item_ids))
+            known = self._columns[name] >= 0
+            full[known] = similarity[self._columns[name][known]]
+            full[position] = -np.inf  # never its own neighbour
+            return name, full
+        return None
+
+    def similar(self, item_id: Hashable, k: int, items: pd.DataFrame | None = None) -> list[tuple[Any, float, str]]:
+        """The `k` items most like `item_id` as (item id, similarity, source), best first. An item the package
+        never saw is placed by its attribute row in `items` (content-based); [] when nothing can say."""
+        found = self.item_similarity(item_id)
+        if found is None and items is not None and item_id in items.index:
+            for name in self.config.sources:
+                generator = self.generators[name]
+                if hasattr(generator, "describe_items"):
+                    vector = generator.describe_items(items.loc[[item_id]])
+                    full = np.full(len(self.item_ids), -np.inf)
+                    known = self._columns[name] >= 0
+                    full[known] = (generator.item_vectors @ vector.T).toarray().ravel()[self._columns[name][known]]
+                    found = name, full
+                    break
+        if found is None:
+            return []
+        source, scores = found
+        order = np.argsort(-scores, kind="stable")
+        order = order[np.isfinite(scores[order]) & (scores[order] > 0)][:k]
+        return [(self.item_ids[j], float(scores[j]), source) for j in order]
+
+    def closest(self, item_id: Hashable, among: Sequence[Hashable]) -> Any | None:
+        """Which of `among` (e.g. what the user completed) is most like `item_id` (None: none is alike)."""
+        found = self.item_similarity(item_id)
+        if found is None or not among:
+            return None
+        _, scores = found
+        positions = self._position.get_indexer(list(among))
+        ok = positions >= 0
+        if not ok.any():
+            return None
+        values = scores[positions[ok]]
+        best = int(np.argmax(values))
+        return np.asarray(among, dtype=object)[ok][best] if values[best] > 0 else None
+
+    def popular_for(self, users_frame: pd.DataFrame) -> list[Any]:
+        """The package items in the popularity order of the (first) popularity source for users described by
+        one users-frame row (their segment's list; the global one when the segment is unknown)."""
+        from models.generators.popularity import PopularityGenerator
+
+        for name in self.config.sources:
+            generator = self.generators[name]
+            if isinstance(generator, PopularityGenerator):
+                scores = generator.score_block(np.asarray([-1]), exclude_seen=False, attributes=users_frame)[0]
+                columns = self._columns[name]
+                full = np.full(len(self.item_ids), -np.inf)
+                full[columns >= 0] = scores[columns[columns >= 0]]
+                order = np.argsort(-full, kind="stable")
+                return [self.item_ids[j] for j in order if np.isfinite(full[j])]
+        return []
 
     def category_of(self, item_id: Hashable) -> Any:
         """The item's category as the slate policy sees it (None for an item the package does not know)."""

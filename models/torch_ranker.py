@@ -303,6 +303,43 @@ class TorchRanker:
         finally:
             torch.set_num_threads(previous_threads)
 
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows × features: gradient × input of the score, with inputs measured from the training mean
+        (standardised 0) and a feature's missing indicator and embedding counted as the feature's own."""
+        if self.net is None or self.layout is None:
+            raise RuntimeError("the torch ranker is not fitted: fit it or load it")
+        layout = self.layout
+        out = np.zeros((len(frame), len(layout.names)))
+        if len(frame) == 0:
+            return out
+        dense_np, codes_np = layout.encode(frame)
+        dense = torch.from_numpy(dense_np).requires_grad_(True)
+        codes = torch.from_numpy(codes_np)
+        embedded = [emb(codes[:, j]) for j, emb in enumerate(self.net.embeddings)]
+        for e in embedded:
+            e.retain_grad()
+        score = self.net.mlp(torch.cat([dense, *embedded], dim=1)).squeeze(1)
+        score.sum().backward()  # rows are independent: each row's gradient is its own
+        assert dense.grad is not None
+        share = (dense.grad * dense).detach().numpy()
+        position = {name: j for j, name in enumerate(layout.names)}
+        width = len(layout.numeric)
+        for j, name in enumerate(layout.numeric):
+            out[:, position[name]] = share[:, j] + share[:, width + j]
+        for j, name in enumerate(layout.levels):
+            grad = embedded[j].grad
+            assert grad is not None
+            out[:, position[name]] = (grad * embedded[j]).sum(dim=1).detach().numpy()
+        return out
+
+    def explain(self, frame: pd.DataFrame, *, relative: bool = False) -> list[str]:
+        """Per row, the feature with the largest positive gradient × input ("" when none is positive)."""
+        from models.recommender import top_feature
+
+        if len(frame) == 0:
+            return []
+        return top_feature(self.contributions(frame), self.feature_names, relative=relative)
+
     @property
     def feature_names(self) -> tuple[str, ...]:
         if self.layout is None:

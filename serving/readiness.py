@@ -64,9 +64,7 @@ async def readiness(state: ServingState) -> HealthPublic:
         return ("degraded", problem) if problem else ("ok", current.label)
 
     async def features() -> tuple[Status, str | None]:
-        items = state.recommender.catalogue.candidates(1)
-        # A real online read of one item: the store's reachability, not only its configuration.
-        await _blocking(lambda: state.recommender.fetch_features("", items))
+        await _blocking(state.recommender.path.probe)
         return ("degraded", state.feature_problem) if state.feature_problem else ("ok", None)
 
     timeout_s = state.settings.health_timeout_ms / 1000

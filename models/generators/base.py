@@ -166,6 +166,11 @@ class ScoringGenerator(ABC):
         frame). None: they get no candidates."""
         return None
 
+    def item_similarity(self, code: int) -> np.ndarray | None:
+        """How strongly the item of `code` points to each item (higher: more alike), or None when this
+        generator has no item-to-item notion."""
+        return None
+
     def _score_users(self, codes: np.ndarray, attributes: pd.DataFrame | None) -> np.ndarray:
         """Scores of a block of users (codes, -1 for cold users) with their attribute rows, if any."""
         out = np.full((len(codes), self.index.n_items), -np.inf)

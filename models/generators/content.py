@@ -186,6 +186,15 @@ class ContentGenerator(ScoringGenerator):
         return (self.profiles[rows] @ self.item_vectors.T).toarray()
 
     def _score_cold(self, attributes: pd.DataFrame | None) -> np.ndarray | None:
+        profile = self._cold_profiles(attributes)
+        if profile is None:
+            return None
+        scores = (profile @ self.item_vectors.T).toarray()
+        scores[np.asarray(abs(profile).sum(axis=1)).ravel() == 0] = -np.inf  # nothing known: no candidates
+        return scores
+
+    def _cold_profiles(self, attributes: pd.DataFrame | None) -> sp.csr_matrix | None:
+        """L2-normalised profiles of users described only by their attribute rows (a zero row: nothing known)."""
         if attributes is None or attributes.empty:
             return None
         mapping = self.user_columns or {c: c for c in attributes.columns if c in self.encoder_columns()}
@@ -194,9 +203,29 @@ class ContentGenerator(ScoringGenerator):
         if self.token_profiles is not None:
             tokens, _ = user_tokens(attributes, self.user_vocabulary)
             profile = profile + l2_rows((tokens @ self.token_profiles).tocsr())
-        scores = (l2_rows(profile.tocsr()) @ self.item_vectors.T).toarray()
-        scores[np.asarray(abs(profile).sum(axis=1)).ravel() == 0] = -np.inf  # nothing known: no candidates
-        return scores
+        return l2_rows(profile.tocsr())
+
+    def describe_items(self, items: pd.DataFrame) -> sp.csr_matrix:
+        """Attribute vectors of items given by their attribute rows (items published after training)."""
+        return l2_rows(self.encoder.transform(items))
+
+    def score_items(self, codes: np.ndarray, attributes: pd.DataFrame | None, vectors: sp.csr_matrix) -> np.ndarray:
+        """Users (codes, -1: cold, described by `attributes`) × items given by their vectors: cosine scores
+        (-inf where a user has no profile)."""
+        out = np.full((len(codes), vectors.shape[0]), -np.inf)
+        known = codes >= 0
+        if known.any():
+            out[known] = (self.profiles[codes[known]] @ vectors.T).toarray()
+        if not known.all():
+            profile = self._cold_profiles(None if attributes is None else attributes.iloc[np.flatnonzero(~known)])
+            if profile is not None:
+                scores = (profile @ vectors.T).toarray()
+                scores[np.asarray(abs(profile).sum(axis=1)).ravel() == 0] = -np.inf
+                out[~known] = scores
+        return out
+
+    def item_similarity(self, code: int) -> np.ndarray:
+        return (self.item_vectors @ self.item_vectors[code].T).toarray().ravel()
 
     def encoder_columns(self) -> set[str]:
         return {spec["name"] for spec in self.encoder.columns}

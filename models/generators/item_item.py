@@ -169,6 +169,11 @@ class EASEGenerator(ScoringGenerator):
         scores = self.x[rows] @ self.weights
         return scores.toarray() if sp.issparse(scores) else np.asarray(scores)
 
+    def item_similarity(self, code: int) -> np.ndarray:
+        """The EASE weights of the item: how much doing it predicts doing each other item."""
+        row = self.weights[code]
+        return row.toarray().ravel() if sp.issparse(row) else np.asarray(row, dtype=np.float64).ravel()
+
 
 class RP3betaGenerator(ScoringGenerator):
     """RP3beta (Paudel et al. 2017): 3-step random-walk item-item weights, divided by popularity ** beta.

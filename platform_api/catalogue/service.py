@@ -1,5 +1,6 @@
 """Catalogue service: seed from the exercise catalogue, list the recommendable items."""
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,8 @@ class Item:
     muscles: tuple[str, ...]
     duration_min: int
     premium: bool
+    trainer_id: str | None = None  # who published it (None: the catalogue's own)
+    published_at: datetime | None = None
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +86,8 @@ def _plan_item(p: WorkoutPlan | PlanSpec) -> Item:
         muscles=tuple(p.muscles),
         duration_min=p.minutes_per_session,
         premium=p.premium,
+        trainer_id=getattr(p, "trainer_id", None),
+        published_at=getattr(p, "created_at", None),
     )
 
 
@@ -98,6 +103,8 @@ def _content_item(c: ContentItem | ContentSpec) -> Item:
         muscles=tuple(c.primary_muscles),
         duration_min=c.duration_min,
         premium=c.premium,
+        trainer_id=getattr(c, "trainer_id", None),
+        published_at=getattr(c, "updated_at", None) or getattr(c, "created_at", None),
     )
 
 
@@ -105,6 +112,18 @@ def list_items(session: Session) -> list[Item]:
     """Every ready item, plans first, in a stable order."""
     plans = session.scalars(select(WorkoutPlan).order_by(WorkoutPlan.id))
     content = session.scalars(select(ContentItem).where(ContentItem.status == "ready").order_by(ContentItem.id))
+    return [_plan_item(p) for p in plans] + [_content_item(c) for c in content]
+
+
+def get_items(session: Session, *, item_ids: Iterable[str]) -> list[Item]:
+    """The ready items among `item_ids` (unknown or not-ready ids left out), in `list_items` order."""
+    ids = list(dict.fromkeys(item_ids))
+    if not ids:
+        return []
+    plans = session.scalars(select(WorkoutPlan).where(WorkoutPlan.id.in_(ids)).order_by(WorkoutPlan.id))
+    content = session.scalars(
+        select(ContentItem).where(ContentItem.id.in_(ids), ContentItem.status == "ready").order_by(ContentItem.id)
+    )
     return [_plan_item(p) for p in plans] + [_content_item(c) for c in content]
 
 

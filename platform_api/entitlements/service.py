@@ -80,6 +80,15 @@ def premium_access(session: Session, *, user_id: str, item_id: str, now: datetim
     return "credits" if unlocked else None
 
 
+def premium_catalogue_access(session: Session, *, user_id: str, now: datetime | None = None) -> tuple[bool, set[str]]:
+    """(whether every premium item is open: an active trial or subscription, the items unlocked with credits)."""
+    status = get_status(session, user_id=user_id, now=now)
+    unlocked = session.scalars(
+        select(CreditEntry.ref).where(CreditEntry.user_id == user_id, CreditEntry.reason == "unlock")
+    ).all()
+    return status.premium, {ref for ref in unlocked if ref}
+
+
 def require_premium(session: Session, *, user_id: str, item_id: str) -> str:
     via = premium_access(session, user_id=user_id, item_id=item_id)
     if via is None:

@@ -1,4 +1,5 @@
-"""Top-k cache behind one small async protocol: Redis in production, in-process TTL/LRU embedded.
+"""Top-k cache behind one small async protocol: Redis in production (with a near in-process copy), in-process
+TTL/LRU embedded.
 
 Every call is a coroutine, so a slow or hung Redis never blocks the event loop; every Redis
 call has a short timeout and no retries, and a circuit breaker (purgatory) lets the
@@ -22,8 +23,11 @@ CIRCUIT = "cache"
 
 
 class Cache(Protocol):
-    async def get(self, key: str) -> bytes | None: ...
-    async def set(self, key: str, value: bytes, ttl_s: int) -> None: ...
+    """Values grouped under a key (a user's slates, one field per model version, arm, surface and k), so
+    everything of one user is dropped in one call; each value expires on its own after `ttl_s`."""
+
+    async def get(self, key: str, field: str) -> bytes | None: ...
+    async def set(self, key: str, field: str, value: bytes, ttl_s: int) -> None: ...
     async def delete(self, key: str) -> None: ...
     async def count(self) -> int:
         """How many keys the store holds (Redis: its whole database); raises when it is unreachable."""
@@ -33,26 +37,30 @@ class Cache(Protocol):
 
 
 class MemoryCache:
-    """TTL + LRU in one ordered dict; only the event loop touches it, so it needs no lock."""
+    """TTL + LRU over keys in one ordered dict; only the event loop touches it, so it needs no lock."""
 
     def __init__(self, *, max_entries: int = 100_000, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
-        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._data: OrderedDict[str, dict[str, tuple[float, bytes]]] = OrderedDict()
         self._max = max_entries
         self._clock = clock
 
-    async def get(self, key: str) -> bytes | None:
-        hit = self._data.get(key)
+    async def get(self, key: str, field: str) -> bytes | None:
+        fields = self._data.get(key)
+        hit = None if fields is None else fields.get(field)
         if hit is None:
             return None
         expires, value = hit
         if expires <= self._clock():
-            del self._data[key]
+            del fields[field]  # type: ignore[union-attr]
             return None
         self._data.move_to_end(key)
         return value
 
-    async def set(self, key: str, value: bytes, ttl_s: int) -> None:
-        self._data[key] = (self._clock() + ttl_s, value)
+    async def set(self, key: str, field: str, value: bytes, ttl_s: float) -> None:
+        fields = self._data.get(key)
+        if fields is None:
+            fields = self._data[key] = {}
+        fields[field] = (self._clock() + ttl_s, value)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)
@@ -68,17 +76,26 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Plain GET/SET EX on single keys, so it works unchanged on Redis Cluster. Errors propagate."""
+    """One Redis hash per key; a field's value carries its own expiry time (Redis 7.0 has no per-field TTL)
+    and the hash expires `ttl_s` after its last write. One key per call, so it works on Redis Cluster.
+    Errors propagate."""
 
-    def __init__(self, client: "aioredis.Redis | aioredis.RedisCluster") -> None:
+    def __init__(self, client: "aioredis.Redis | aioredis.RedisCluster", *, clock=time.time) -> None:  # type: ignore[no-untyped-def]
         self._client = client
+        self._clock = clock
 
-    async def get(self, key: str) -> bytes | None:
-        value = await self._client.get(key)
-        return value if isinstance(value, bytes) else None
+    async def get(self, key: str, field: str) -> bytes | None:
+        value = await self._client.hget(key, field)  # type: ignore[misc]
+        if not isinstance(value, bytes):
+            return None
+        expires, _, slate = value.partition(b" ")
+        return slate if float(expires) > self._clock() else None
 
-    async def set(self, key: str, value: bytes, ttl_s: int) -> None:
-        await self._client.set(key, value, ex=ttl_s)
+    async def set(self, key: str, field: str, value: bytes, ttl_s: float) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.hset(key, field, b"%.3f %s" % (self._clock() + ttl_s, value))  # type: ignore[arg-type]
+            pipe.expire(key, max(1, int(ttl_s + 0.999)))
+            await pipe.execute()
 
     async def delete(self, key: str) -> None:
         await self._client.delete(key)
@@ -89,6 +106,42 @@ class RedisCache:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+class NearCache:
+    """An in-process copy (`near_ttl_s`, a few seconds) in front of a shared cache.
+
+    A hit costs no Redis round trip, which is most of a cached answer's cost. A delete reaches
+    this process's copy at once and other replicas' copies within `near_ttl_s`.
+    """
+
+    def __init__(self, shared: Cache, *, near_ttl_s: float, max_entries: int) -> None:
+        self.shared = shared
+        self._near = MemoryCache(max_entries=max_entries)
+        self._ttl = near_ttl_s
+
+    async def get(self, key: str, field: str) -> bytes | None:
+        value = await self._near.get(key, field)
+        if value is None:
+            value = await self.shared.get(key, field)
+            if value is not None:
+                await self._near.set(key, field, value, self._ttl)
+        return value
+
+    async def set(self, key: str, field: str, value: bytes, ttl_s: int) -> None:
+        await self._near.set(key, field, value, min(self._ttl, ttl_s))
+        await self.shared.set(key, field, value, ttl_s)
+
+    async def delete(self, key: str) -> None:
+        await self._near.delete(key)
+        await self.shared.delete(key)
+
+    async def count(self) -> int:
+        return await self.shared.count()
+
+    async def close(self) -> None:
+        await self.shared.close()
+        await self._near.close()
 
 
 # What a dead, hung or refusing Redis raises (TimeoutError is an OSError).
@@ -116,12 +169,12 @@ class FallbackCache:
         except FAILURES:
             return await getattr(self._fallback, method)(*args)
 
-    async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._call("get", key)
+    async def get(self, key: str, field: str) -> bytes | None:
+        value: bytes | None = await self._call("get", key, field)
         return value
 
-    async def set(self, key: str, value: bytes, ttl_s: int) -> None:
-        await self._call("set", key, value, ttl_s)
+    async def set(self, key: str, field: str, value: bytes, ttl_s: int) -> None:
+        await self._call("set", key, field, value, ttl_s)
 
     async def delete(self, key: str) -> None:
         # Delete in both: an entry written while Redis was down must not outlive the delete.
@@ -152,10 +205,12 @@ def make_cache(
     timeout_s: float = 0.05,
     breaker_failures: int = 3,
     breaker_reset_s: float = 5.0,
+    near_ttl_s: float = 0.0,
 ) -> Cache:
     """memory:// → in-process; redis://, rediss://, unix:// → Redis; redis+cluster:// → Redis Cluster.
 
-    Redis comes wrapped in a FallbackCache over an in-process cache of `max_entries`.
+    Redis comes wrapped in a FallbackCache over an in-process cache of `max_entries`, and with
+    `near_ttl_s` > 0 behind a NearCache (an in-process copy for that long).
     """
     if url.startswith("memory://"):
         return MemoryCache(max_entries=max_entries)
@@ -172,9 +227,12 @@ def make_cache(
         client = aioredis.Redis.from_url(url, **options)
     else:
         raise ValueError(f"unsupported cache URL scheme: {url!r} (memory://, redis://, rediss://, redis+cluster://)")
-    return FallbackCache(
+    shared = FallbackCache(
         RedisCache(client),
         MemoryCache(max_entries=max_entries),
         failures=breaker_failures,
         reset_s=breaker_reset_s,
     )
+    if near_ttl_s > 0:
+        return NearCache(shared, near_ttl_s=near_ttl_s, max_entries=max_entries)
+    return shared

@@ -1,18 +1,21 @@
-"""The recommendation path: cache → candidates → online features → scores → filters → slate.
+"""The ranking path: cache → candidates → online features → scorer → rules → slate → reasons → cache → served.
 
-Candidates come from the packaged model (`candidates(users, users_frame)`: every source it holds, with
-each source's scores as ranker features); the online features come from the feature store; the model
-scores, the business filter drops what the user cannot do, the model's slate policy picks the top-k and
-the model explains each pick. Nothing here knows which algorithms the model holds. A model without
-candidate sources (an older or a stand-in model) ranks the catalogue's most popular items instead.
+`RankingPath.rank` is the synchronous part (one user's slate from one model): serving runs it in worker
+threads per request, batch precompute runs it for every active user. `Recommender` is the request side:
+the A/B arm, the cache, a timeout and a circuit breaker around ranking, popularity when ranking cannot
+answer, and the served log. Candidates come from the packaged model (every source it holds, with each
+source's scores as ranker features) plus items published after it was trained (its content-based source
+scores them from their attributes); nothing here knows which algorithms the model holds. A model
+without candidate sources ranks the catalogue's most popular items instead.
 """
 
 import asyncio
 import json
 import logging
-import uuid
+import math
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import numpy as np
@@ -20,59 +23,316 @@ import pandas as pd
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
-from platform_api.catalogue.service import Item
 from serving.ranking.cache import Cache
-from serving.ranking.model_holder import LoadedModel, ModelHolder
-from serving.ranking.reasons import reason_for
-from serving.ranking.schemas import RecommendationPublic
+from serving.ranking.catalogue import Catalogue
+from serving.ranking.model_holder import LoadedModel, ModelArms
+from serving.ranking.reasons import ReasonFacts, describe, reason_for
+from serving.ranking.request_ids import RequestIds
+from serving.ranking.rules import (
+    EXTRA_USER_REFS,
+    NO_ACCESS,
+    Access,
+    RuleSettings,
+    UserContext,
+    conservative,
+    demoted,
+    feasible,
+)
+from serving.ranking.scorer import InProcessScorer, Scorer
+from serving.ranking.slate import MODEL, POPULAR, SEGMENT, Pick, demote, select, with_fresh
 
-# (user_id, item_ids) → one row per item with the model's feature columns, same order.
-FeatureFetcher = Callable[[str, Sequence[str]], pd.DataFrame]
-# (user_id, {column: "view:feature"}) → the user's stored attribute values (one row indexed by user_id,
-# columns named by feature), or None when they cannot be read: describes users the model never saw.
-UserAttributes = Callable[[str, Mapping[str, str]], pd.DataFrame | None]
-EQUIPMENT_FIT = "equipment_fit"
-MIN_EQUIPMENT_FIT = 0.5
 log = logging.getLogger(__name__)
-
-
-class Catalogue:
-    """The catalogue's items in memory, with the popularity order fallback answers (and models without
-    candidate sources) use."""
-
-    def __init__(self, items: Sequence[Item], popularity: dict[str, float]) -> None:
-        self.by_id = {i.item_id: i for i in items}
-        self.popularity = popularity
-        self.ranked = sorted(self.by_id, key=lambda i: (-popularity.get(i, 0.0), i))
-
-    def candidates(self, n: int) -> list[str]:
-        return self.ranked[:n]
-
-
-def feasible(frame: pd.DataFrame) -> np.ndarray:
-    """Business filter: never recommend what needs mostly equipment the user said they lack.
-
-    equipment_fit is the share of the item's equipment the user has; users without a
-    profile get the neutral 0.5 and are not filtered.
-    """
-    if EQUIPMENT_FIT not in frame.columns:
-        return np.ones(len(frame), dtype=bool)
-    fit = pd.to_numeric(frame[EQUIPMENT_FIT], errors="coerce").to_numpy(dtype=float)
-    return ~(fit < MIN_EQUIPMENT_FIT)
-
-
-class FeaturesUnavailable(Exception):
-    """The online features cannot be read (not built yet, or the store is missing)."""
-
-
 # Why a fallback served an answer (RecommendationsPublic.fallback_reason).
 MODEL_UNAVAILABLE = "model_unavailable"
 FEATURES_UNAVAILABLE = "features_unavailable"
 RANKING_TIMEOUT = "ranking_timeout"
 RANKING_FAILED = "ranking_failed"
 POPULARITY_VERSION = "fallback:popularity"
-POPULARITY_REASON = "Popular this week"
 RANKING_CIRCUIT = "ranking"
+EXPLAIN_TOP = 3
+_MEMO_MAX = 20_000  # memoised cold-user candidates and segment lists, across models
+
+
+class OnlineReader(Protocol):
+    """The online feature store as the path reads it (features.retrieval.OnlineFeatureReader)."""
+
+    def readable(self, refs: Sequence[str]) -> list[str]: ...
+    def user_row(self, user_id: str, extra: Sequence[str] = ()) -> dict[str, Any]: ...
+    def assemble(self, user: Mapping[str, Any], item_ids: Sequence[str]) -> pd.DataFrame: ...
+
+
+class FeaturesUnavailable(Exception):
+    """The online features cannot be read (not built yet, or the store is missing)."""
+
+
+class RankingPath:
+    """One user's slate from one model, under the product rules (see serving.ranking.rules)."""
+
+    def __init__(
+        self,
+        *,
+        catalogue: Catalogue,
+        online: OnlineReader | None,
+        features_problem: str | None = None,
+        access: Callable[[str], Access] | None = None,
+        scorer: Scorer | None = None,
+        rules: RuleSettings | None = None,
+        n_candidates: int = 500,
+        fresh_slot: int = 2,
+    ) -> None:
+        self.catalogue = catalogue  # swapped whole when items are published
+        self._online = online
+        self._problem = features_problem or "the online features cannot be read"
+        self._access = access
+        self.scorer = scorer or InProcessScorer()
+        self.rules = rules or RuleSettings()
+        self._n = n_candidates
+        self._fresh_slot = fresh_slot
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._extra = online.readable(EXTRA_USER_REFS) if online is not None else []
+
+    def probe(self) -> None:
+        """One real online read (the store's reachability, not only its configuration); raises if it fails."""
+        if self._online is None:
+            raise FeaturesUnavailable(self._problem)
+        self._online.user_row("")
+
+    # -- the slate -------------------------------------------------------------------------------------------
+
+    def rank(self, user_id: str, *, k: int, model: LoadedModel, explain: bool = False) -> list[dict[str, Any]]:
+        """The user's top-k as response items (item_id, item_type, title, score, reason[, explanation])."""
+        if self._online is None:
+            raise FeaturesUnavailable(self._problem)
+        ranker = model.ranker
+        catalogue = self.catalogue
+        refs: dict[str, str] = dict(getattr(ranker, "user_attribute_refs", None) or {})
+        row = self._online.user_row(user_id, [*self._extra, *refs.values()])
+        user = UserContext.from_row(user_id, row, self._access(user_id) if self._access else NO_ACCESS)
+        allowed = feasible(catalogue, user, now_s=time.time(), settings=self.rules)
+        late = demoted(catalogue, user, self.rules)
+        positions, extra = self._candidates(ranker, user, row, refs, allowed)
+        ids = catalogue.ids[positions].tolist()
+        frame = self._online.assemble(row, ids)
+        if extra is not None:
+            frame = pd.concat([frame, extra.set_axis(frame.index)], axis=1)
+        scores = np.nan_to_num(np.asarray(self.scorer.score(ranker, frame), dtype=float), nan=-np.inf)
+        by_score = positions[np.argsort(-scores, kind="stable")]
+        segment = self._segment(ranker, user, refs)
+        sources = [
+            (MODEL, demote(by_score, late)),
+            (SEGMENT, demote(segment, late)),
+            (POPULAR, demote(catalogue.popularity_order, late)),
+        ]
+        cap = self.rules.max_per_category
+        picks = select(sources, categories=catalogue.category, allowed=allowed, k=k, cap=cap)
+        fresh = [j for j in np.argsort(-scores, kind="stable") if catalogue.new[positions[j]]]
+        fresh_pick = int(positions[fresh[0]]) if fresh and np.isfinite(scores[fresh[0]]) else None
+        picks = with_fresh(picks, fresh_pick, categories=catalogue.category, slot=self._fresh_slot, cap=cap)
+        return self._items(picks, ranker, user, frame, positions, scores, segment, explain)
+
+    def _candidates(
+        self, ranker: Any, user: UserContext, row: Mapping[str, Any], refs: Mapping[str, str], allowed: np.ndarray
+    ) -> tuple[np.ndarray, pd.DataFrame | None]:
+        """Catalogue positions of the feasible candidates (at most n, the model's order) and the columns the
+        model adds to their features (None: a model without candidate sources)."""
+        catalogue = self.catalogue
+        if not callable(getattr(ranker, "candidates", None)):
+            order = catalogue.popularity_order
+            return order[allowed[order]][: self._n], None
+        users_frame = None
+        if refs and not ranker.knows_user(user.user_id):
+            values = tuple(str(row.get(ref.split(":", 1)[-1])) for ref in refs.values())
+            key = ("cold", id(ranker), values)
+            found = self._memo.get(key)
+            if found is None:
+                users_frame = self._users_frame(ranker, user.user_id, row, refs)
+                found = self._remember(key, ranker.candidates([user.user_id], users_frame))
+            found = found.assign(user_id=user.user_id)
+        else:
+            found = ranker.candidates([user.user_id])
+        new = self._new_items(ranker, catalogue) if callable(getattr(ranker, "new_item_candidates", None)) else None
+        if new is not None:
+            if users_frame is None and refs:
+                users_frame = self._users_frame(ranker, user.user_id, row, refs)
+            fresh = ranker.new_item_candidates(user.user_id, users_frame, new)
+            if len(fresh):
+                found = pd.concat([found, fresh], ignore_index=True)
+        positions = catalogue.positions(found["item_id"].tolist())
+        keep = positions >= 0
+        keep[keep] = allowed[positions[keep]]
+        found = found[keep].iloc[: self._n]
+        return positions[keep][: self._n], found.drop(columns=["user_id", "item_id"])
+
+    def _users_frame(self, ranker: Any, user_id: str, row: Mapping[str, Any], refs: Mapping[str, str]) -> Any:
+        stored = {ref.split(":", 1)[-1]: [row.get(ref.split(":", 1)[-1])] for ref in refs.values()}
+        return ranker.users_frame(pd.DataFrame(stored, index=pd.Index([user_id], name="user_id")))
+
+    def _new_items(self, ranker: Any, catalogue: Catalogue) -> pd.DataFrame | None:
+        """Attribute rows of the catalogue items the model never saw (None: there are none)."""
+        key = ("new", id(ranker), id(catalogue))
+        if key not in self._memo:
+            unknown = [i for i in catalogue.ids.tolist() if not ranker.knows_item(i)]
+            self._remember(key, catalogue.attributes(unknown) if unknown else None)
+        found: pd.DataFrame | None = self._memo[key]
+        return found
+
+    def _segment(self, ranker: Any, user: UserContext, refs: Mapping[str, str]) -> np.ndarray:
+        """Catalogue positions in the popularity order of the user's segment (goal × level), per the model's
+        popularity source; overall popularity when the model has none."""
+        catalogue = self.catalogue
+        key = ("segment", id(ranker), id(catalogue), user.goal, user.level_name)
+        found = self._memo.get(key)
+        if found is None:
+            order: list[Any] = []
+            if callable(getattr(ranker, "popular_for", None)) and refs:
+                row = {"goal": user.goal, "fitness_level": user.level_name, "equipment": None}
+                order = ranker.popular_for(self._users_frame(ranker, "segment", row, refs))
+            positions = catalogue.positions(order) if order else catalogue.popularity_order
+            found = self._remember(key, positions[positions >= 0])
+        return found  # type: ignore[no-any-return]
+
+    def _remember(self, key: tuple[Any, ...], value: Any) -> Any:
+        if len(self._memo) >= _MEMO_MAX:
+            self._memo.clear()
+        self._memo[key] = value
+        return value
+
+    # -- reasons and the response items ----------------------------------------------------------------------
+
+    def _items(
+        self,
+        picks: list[Pick],
+        ranker: Any,
+        user: UserContext,
+        frame: pd.DataFrame,
+        positions: np.ndarray,
+        scores: np.ndarray,
+        segment: np.ndarray,
+        explain: bool,
+    ) -> list[dict[str, Any]]:
+        catalogue = self.catalogue
+        row_of = {int(p): j for j, p in enumerate(positions.tolist())}
+        rows = [row_of.get(p.position) for p in picks]
+        scored = [j for j in rows if j is not None]
+        attribution = ranker.contributions(frame.iloc[scored]) if scored and hasattr(ranker, "contributions") else None
+        drivers: dict[int, list[str]] = {}
+        explained: dict[int, list[dict[str, Any]]] = {}
+        if isinstance(attribution, list) or (attribution is None and scored and hasattr(ranker, "explain")):
+            # A model packaged before contributions: its one driver per row.
+            drivers = {j: [d] for j, d in zip(scored, ranker.explain(frame.iloc[scored], relative=True), strict=True)}
+            attribution = None
+        if attribution is not None:
+            names, contrib = attribution
+            relative = contrib - contrib.mean(axis=0) if len(scored) > 1 else contrib
+            values = frame.iloc[scored][names].to_numpy(dtype=np.float64)
+            for i, j in enumerate(scored):
+                order = np.argsort(-relative[i], kind="stable")
+                drivers[j] = [names[f] for f in order if relative[i, f] > 0]
+                if explain:
+                    top = np.argsort(-np.abs(contrib[i]), kind="stable")[:EXPLAIN_TOP]
+                    explained[j] = [
+                        {"feature": names[f], "value": _plain(values[i, f]), "contribution": round(contrib[i, f], 6)}
+                        for f in top
+                    ]
+        completed = user.done("completed")
+        facts = ReasonFacts(
+            user=user,
+            settings=self.rules,
+            segment_rank={catalogue.ids[p]: i for i, p in enumerate(segment[:200].tolist())},
+            popular_rank={i: n for n, i in enumerate(catalogue.ranked[:200])},
+            trainers={
+                t for t in (catalogue.by_id[i].trainer_id for i in user.recent if i in catalogue.by_id) if t is not None
+            },
+            anchor=lambda item_id: self._anchor(ranker, item_id, completed),
+        )
+        out = []
+        for pick, at in zip(picks, rows, strict=True):
+            item = catalogue.items[pick.position]
+            row = frame.iloc[at].to_dict() if at is not None else {"item_intensity": catalogue.intensity[pick.position]}
+            entry: dict[str, Any] = {
+                "item_id": item.item_id,
+                "item_type": item.item_type,
+                "title": item.title,
+                "score": round(float(scores[at]), 6) if at is not None and np.isfinite(scores[at]) else None,
+                "reason": reason_for(
+                    item,
+                    origin=pick.origin,
+                    new=bool(catalogue.new[pick.position]),
+                    drivers=drivers.get(at, []) if at is not None else [],
+                    row=row,
+                    facts=facts,
+                ),
+            }
+            if explain:
+                entry["explanation"] = explained.get(at, []) if at is not None else []
+            out.append(entry)
+        return out
+
+    def _anchor(self, ranker: Any, item_id: str, completed: list[str]) -> Any:
+        if not completed or not callable(getattr(ranker, "closest", None)):  # (older packaged models lack it)
+            return None
+        found = ranker.closest(item_id, [i for i in completed if i != item_id])
+        return self.catalogue.by_id.get(found) if found is not None else None
+
+    # -- answers that need no model --------------------------------------------------------------------------
+
+    def popular(self, k: int) -> list[dict[str, Any]]:
+        """The answer when the model cannot rank: the most popular items anyone may be shown (free, no
+        equipment, at most intermediate), at most `max_per_category` of a category."""
+        catalogue = self.catalogue
+        picks = select(
+            [(POPULAR, catalogue.popularity_order)],
+            categories=catalogue.category,
+            allowed=conservative(catalogue),
+            k=k,
+            cap=self.rules.max_per_category,
+        )
+        top = set(catalogue.ranked[:100])
+        return [
+            {
+                "item_id": item.item_id,
+                "item_type": item.item_type,
+                "title": item.title,
+                "score": round(catalogue.popularity.get(item.item_id, 0.0), 6),
+                "reason": "Popular on fitrec this month" if item.item_id in top else describe(item),
+            }
+            for item in (catalogue.items[p.position] for p in picks)
+        ]
+
+    def similar(self, item_id: str, *, k: int, model: LoadedModel | None) -> list[dict[str, Any]]:
+        """Items like `item_id` (KeyError: not in the catalogue): the model's item-to-item notion (its
+        collaborative source, else the content one; items it never saw by their attributes), else items of
+        the same category and level by popularity."""
+        catalogue = self.catalogue
+        item = catalogue.by_id[item_id]
+        found: list[tuple[Any, float, str]] = []
+        ranker = model.ranker if model is not None else None
+        if ranker is not None and callable(getattr(ranker, "similar", None)):
+            known = ranker.knows_item(item_id) if hasattr(ranker, "knows_item") else True
+            described = None if known else catalogue.attributes([item_id])
+            found = [f for f in ranker.similar(item_id, 3 * k + 10, items=described) if f[0] in catalogue.by_id]
+        out = []
+        for other_id, similarity, source in found[:k]:
+            other = catalogue.by_id[other_id]
+            reason = f"People who did {item.title} also do this" if source != "content" else f"Like {item.title}"
+            out.append(_entry(other, round(similarity, 6), reason))
+        if len(out) < k:  # too little known: the same category and level, most popular first
+            have = {e["item_id"] for e in out} | {item_id}
+            for other_id in catalogue.ranked:
+                other = catalogue.by_id[other_id]
+                if other_id not in have and other.category == item.category and other.level == item.level:
+                    out.append(_entry(other, None, f"Also a {item.level} {item.category} session"))
+                    if len(out) == k:
+                        break
+        return out
+
+
+def _entry(item: Any, score: float | None, reason: str) -> dict[str, Any]:
+    return {"item_id": item.item_id, "item_type": item.item_type, "title": item.title, "score": score, "reason": reason}
+
+
+def _plain(value: float) -> float | None:
+    return round(float(value), 6) if math.isfinite(value) else None
 
 
 class Recommender:
@@ -80,34 +340,31 @@ class Recommender:
 
     Ranking runs in worker threads with a timeout behind a circuit breaker: a failing or hung
     feature store or model degrades the answer to popularity, never to an error, and while
-    the circuit is open no more threads are tied up waiting on it.
+    the circuit is open no more threads are tied up waiting on it. A user's slates live under one
+    cache key (one field per model version, arm, surface and k), so `invalidate` drops them all.
     """
 
     def __init__(
         self,
         *,
-        catalogue: Catalogue,
-        fetch_features: FeatureFetcher,
-        models: ModelHolder,
+        path: RankingPath,
+        models: ModelArms,
         cache: Cache,
         cache_prefix: str,
         cache_ttl_s: int,
-        n_candidates: int,
+        request_ids: RequestIds,
         on_served: Callable[..., None] | None = None,
         rank_timeout_s: float = 0.5,
         breaker_failures: int = 3,
         breaker_reset_s: float = 5.0,
         rank_threads: int = 8,
-        user_attributes: UserAttributes | None = None,
     ) -> None:
-        self.catalogue = catalogue
-        self.user_attributes = user_attributes
-        self.fetch_features = fetch_features
-        self._models = models
+        self.path = path
+        self.models = models
         self._cache = cache
         self._prefix = cache_prefix
         self._ttl = cache_ttl_s
-        self._n = n_candidates
+        self.request_ids = request_ids
         self._on_served = on_served
         self._timeout = rank_timeout_s
         self._breakers = AsyncCircuitBreakerFactory(default_threshold=breaker_failures, default_ttl=breaker_reset_s)
@@ -116,20 +373,26 @@ class Recommender:
         self._last_failure = RANKING_FAILED
         self._popular: dict[int, bytes] = {}
 
-    async def answer(self, user_id: str, *, k: int, surface: str = "home") -> bytes:
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.path.catalogue
+
+    async def answer(self, user_id: str, *, k: int, surface: str = "home", explain: bool = False) -> bytes:
         """The response body (RecommendationsPublic) of a user's top-k."""
-        model = self._models.current
+        arm, model = self.models.for_user(user_id)
         if model is None:
-            return self._fallback(user_id, k=k, surface=surface, reason=MODEL_UNAVAILABLE)
-        key = self._key(model, user_id, k)
-        slate = await self._cache.get(key)
-        if slate is not None:
-            return self.respond(user_id, version=model.label, slate=slate, cached=True, surface=surface)
+            return self._fallback(user_id, k=k, surface=surface, arm=arm, reason=MODEL_UNAVAILABLE)
+        key = self.key(user_id)
+        field = f"{model.label}:{arm}:{surface}:{k}"
+        if not explain:  # explanations are for people reading them: always fresh, never cached
+            slate = await self._cache.get(key, field)
+            if slate is not None:
+                return self.respond(user_id, version=model.label, arm=arm, slate=slate, cached=True, surface=surface)
         try:
             async with await self._breakers.get_breaker(RANKING_CIRCUIT):
                 slate = await asyncio.wait_for(
                     anyio.to_thread.run_sync(
-                        self.compute, user_id, k, model, limiter=self._threads, abandon_on_cancel=True
+                        self.compute, user_id, k, model, explain, limiter=self._threads, abandon_on_cancel=True
                     ),
                     self._timeout,
                 )
@@ -140,19 +403,28 @@ class Recommender:
             self._last_failure = reason
             log.warning("ranking failed for %s (%s): popularity answers", user_id, reason, exc_info=exc)
         else:
-            await self._cache.set(key, slate, self._ttl)
-            return self.respond(user_id, version=model.label, slate=slate, cached=False, surface=surface)
-        return self._fallback(user_id, k=k, surface=surface, reason=reason)
+            if not explain:
+                await self._cache.set(key, field, slate, self._ttl)
+            return self.respond(user_id, version=model.label, arm=arm, slate=slate, cached=False, surface=surface)
+        return self._fallback(user_id, k=k, surface=surface, arm=arm, reason=reason)
 
-    def compute(self, user_id: str, k: int, model: LoadedModel) -> bytes:
+    def compute(self, user_id: str, k: int, model: LoadedModel, explain: bool = False) -> bytes:
         """Rank and return the slate (blocking: runs in a worker thread)."""
-        return _slate(self.rank(user_id, k=k, ranker=model.ranker))
+        return slate_bytes(self.path.rank(user_id, k=k, model=model, explain=explain))
+
+    def key(self, user_id: str) -> str:
+        return f"{self._prefix}rec:{user_id}"
+
+    async def invalidate(self, user_id: str) -> None:
+        """Drop every cached slate of the user (after something that changes what they may be shown)."""
+        await self._cache.delete(self.key(user_id))
 
     def respond(
         self,
         user_id: str,
         *,
         version: str,
+        arm: str,
         slate: bytes,
         cached: bool,
         surface: str,
@@ -161,16 +433,23 @@ class Recommender:
         """The response body (RecommendationsPublic), spliced from the slate's JSON without re-encoding it."""
         count, _, data_json = slate.partition(b"\n")
         # Each request is its own ranking group, even when the slate comes from the cache.
-        request_id = uuid.uuid4().hex
+        request_id = self.request_ids.new(user_id)
         if self._on_served is not None:
             self._on_served(
-                request_id=request_id, user_id=user_id, data_json=data_json, model_version=version, surface=surface
+                request_id=request_id,
+                user_id=user_id,
+                data_json=data_json,
+                model_version=version,
+                surface=surface,
+                arm=arm,
+                cached=cached,
             )
         tail = json.dumps(
             {
                 "user_id": user_id,
                 "request_id": request_id,
                 "model_version": version,
+                "arm": arm,
                 "cached": cached,
                 "fallback_reason": fallback_reason,
             },
@@ -178,83 +457,28 @@ class Recommender:
         )
         return b'{"data":' + data_json + b',"count":' + count + b"," + tail[1:].encode()
 
-    def _fallback(self, user_id: str, *, k: int, surface: str, reason: str) -> bytes:
+    def _fallback(self, user_id: str, *, k: int, surface: str, arm: str, reason: str) -> bytes:
         slate = self._popular.get(k)
         if slate is None:
-            slate = self._popular[k] = _slate(self.popular(k))
+            slate = self._popular[k] = slate_bytes(self.path.popular(k))
         return self.respond(
-            user_id, version=POPULARITY_VERSION, slate=slate, cached=False, surface=surface, fallback_reason=reason
+            user_id,
+            version=POPULARITY_VERSION,
+            arm=arm,
+            slate=slate,
+            cached=False,
+            surface=surface,
+            fallback_reason=reason,
         )
 
-    def popular(self, k: int) -> list[RecommendationPublic]:
-        """The catalogue's most popular items: the answer when the model cannot rank."""
-        return [
-            RecommendationPublic(
-                item_id=item.item_id,
-                item_type=item.item_type,
-                title=item.title,
-                score=round(self.catalogue.popularity.get(item.item_id, 0.0), 6),
-                reason=POPULARITY_REASON,
-            )
-            for item in (self.catalogue.by_id[i] for i in self.catalogue.candidates(k))
-        ]
-
-    def _key(self, model: LoadedModel, user_id: str, k: int) -> str:
-        return f"{self._prefix}rec:{model.label}:{user_id}:{k}"
-
-    def candidates(self, user_id: str, ranker: Any) -> tuple[list[str], pd.DataFrame | None]:
-        """Candidate item ids and the columns the model adds to their features (None: no such columns)."""
-        if not callable(getattr(ranker, "candidates", None)):
-            return self.catalogue.candidates(self._n), None
-        users_frame = None
-        refs = getattr(ranker, "user_attribute_refs", None)
-        if refs and self.user_attributes is not None and not ranker.knows_user(user_id):
-            stored = self.user_attributes(user_id, refs)
-            users_frame = None if stored is None else ranker.users_frame(stored)
-        found = ranker.candidates([user_id], users_frame)
-        # Only what the catalogue still offers, at most the configured number.
-        ids = found["item_id"].tolist()
-        offered = np.fromiter((i in self.catalogue.by_id for i in ids), dtype=bool, count=len(ids))
-        if not offered.all():
-            found = found[offered]
-            ids = found["item_id"].tolist()
-        found = found.iloc[: self._n]
-        return ids[: self._n], found.drop(columns=["user_id", "item_id"])
-
-    def rank(self, user_id: str, *, k: int, ranker: Any) -> list[RecommendationPublic]:
-        candidates, extra = self.candidates(user_id, ranker)
-        if not candidates:
-            return []
-        frame = self.fetch_features(user_id, candidates)
-        if extra is not None:
-            frame = pd.concat([frame, extra.set_axis(frame.index)], axis=1)
-        scores = np.asarray(ranker.score(frame), dtype=float)
-        scores[~feasible(frame)] = -np.inf
-        if callable(getattr(ranker, "slate", None)):
-            order = np.asarray(ranker.slate(candidates, scores, k), dtype=np.int64)
-        else:
-            order = np.argsort(-scores, kind="stable")[:k]
-        top = order[np.isfinite(scores[order])]
-        drivers = ranker.explain(frame.iloc[top], relative=True)
-        out = []
-        for idx, driver in zip(top, drivers, strict=True):
-            item = self.catalogue.by_id[candidates[idx]]
-            out.append(
-                RecommendationPublic(
-                    item_id=item.item_id,
-                    item_type=item.item_type,
-                    title=item.title,
-                    score=round(float(scores[idx]), 6),
-                    reason=reason_for(driver, category=item.category),
-                )
-            )
-        return out
+    def catalogue_changed(self) -> None:
+        """Forget answers built from the old catalogue (the popularity fallback)."""
+        self._popular = {}
 
 
-def _slate(data: list[RecommendationPublic]) -> bytes:
+def slate_bytes(data: list[dict[str, Any]]) -> bytes:
     # A slate is "<count>\n<JSON of the data list>": answers splice it without decoding it.
-    data_json = json.dumps([d.model_dump() for d in data], separators=(",", ":")).encode()
-    return b"%d\n" % len(data) + data_json
+    return b"%d\n" % len(data) + json.dumps(data, separators=(",", ":")).encode()
 
 
 def _failure_reason(exc: BaseException) -> str:

@@ -39,15 +39,22 @@ PARAMETERS = [
         "description": "where they are shown",
         "schema": {"type": "string", "maxLength": 32, "pattern": SURFACE.pattern, "default": "home"},
     },
+    {
+        "name": "explain",
+        "in": "query",
+        "description": "add each item's largest feature contributions to its score (never cached)",
+        "schema": {"type": "boolean", "default": False},
+    },
 ]
+BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def _invalid(loc: str, msg: str) -> ApiError:
     return ApiError(422, f"{loc}: {msg}", details=[{"loc": loc, "msg": msg, "type": "value_error"}])
 
 
-def parse_request(request: Request) -> tuple[str, int, str]:
-    """(user_id, k, surface) validated like the OpenAPI parameters say."""
+def parse_request(request: Request) -> tuple[str, int, str, bool]:
+    """(user_id, k, surface, explain) validated like the OpenAPI parameters say."""
     user_id = request.path_params["user_id"]
     if not 1 <= len(user_id) <= 64:
         raise _invalid("path.user_id", "must be 1 to 64 characters")
@@ -57,7 +64,10 @@ def parse_request(request: Request) -> tuple[str, int, str]:
     surface = request.query_params.get("surface", "home")
     if not SURFACE.match(surface):
         raise _invalid("query.surface", "must be 1 to 32 lowercase letters or underscores")
-    return user_id, int(raw_k), surface
+    explain = BOOLEANS.get(request.query_params.get("explain", "false").lower())
+    if explain is None:
+        raise _invalid("query.explain", "must be true or false")
+    return user_id, int(raw_k), surface, explain
 
 
 @router.get(
@@ -68,9 +78,9 @@ def parse_request(request: Request) -> tuple[str, int, str]:
 )
 async def get_recommendations(request: Request) -> Response:
     """A user's top-k items, scored by the champion model and cached for a few minutes (popularity if it cannot)."""
-    user_id, k, surface = parse_request(request)
+    user_id, k, surface, explain = parse_request(request)
     principal = await reader(request)
     ensure_can_read(principal, user_id)
     recommender: Recommender = request.app.state.serving.recommender
-    body = await recommender.answer(user_id, k=k, surface=surface)
+    body = await recommender.answer(user_id, k=k, surface=surface, explain=explain)
     return Response(body, media_type="application/json")
