@@ -1,12 +1,12 @@
 """Everything the serving app holds for its lifetime, built once at start-up."""
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import pandas as pd
 from feast import FeatureStore
 
 from features.postgres import is_postgres
@@ -14,14 +14,20 @@ from features.retrieval import OnlineFeatureReader
 from features.store import open_store
 from platform_api.catalogue.service import Item, list_items
 from platform_api.email.factory import make_email_sender
+from platform_api.entitlements.service import premium_catalogue_access
 from platform_api.outbox import relay_outbox
 from platform_api.runtime import Platform, open_platform
 from serving.auth import KeyCache
 from serving.config import ServingSettings
 from serving.feature_push import FeaturePusher
 from serving.ranking.cache import Cache, make_cache
-from serving.ranking.model_holder import ModelHolder
-from serving.ranking.path import Catalogue, FeatureFetcher, FeaturesUnavailable, Recommender, UserAttributes
+from serving.ranking.catalogue import Catalogue
+from serving.ranking.impressions import ImpressionLoader
+from serving.ranking.model_holder import ModelArms
+from serving.ranking.path import RankingPath, Recommender
+from serving.ranking.request_ids import RequestIds
+from serving.ranking.rules import NO_ACCESS, Access, RuleSettings
+from serving.ranking.scorer import make_scorer
 from serving.ranking.served_log import ServedLog
 
 log = logging.getLogger(__name__)
@@ -34,7 +40,7 @@ class ServingState:
     settings: ServingSettings
     platform: Platform
     cache: Cache
-    models: ModelHolder
+    models: ModelArms
     recommender: Recommender
     served: ServedLog
     keys: KeyCache
@@ -42,6 +48,8 @@ class ServingState:
     feature_problem: str | None  # why recommendations cannot use the online features (None: they can)
     _stop: threading.Event
     pusher: FeaturePusher | None = None
+    impressions: ImpressionLoader | None = None
+    catalogue: "CatalogueFollower | None" = None
 
     def close(self) -> None:
         """Stop the background work and free what is held (the async cache closes in `aclose`)."""
@@ -49,6 +57,8 @@ class ServingState:
         if self.pusher is not None:
             self.pusher.stop()
         self.served.close()
+        if self.impressions is not None:
+            self.impressions.close()  # after the served log's last flush: a last load of what it wrote
         self.platform.close()
 
     async def aclose(self) -> None:
@@ -69,38 +79,10 @@ def _every(every_s: float, stop: threading.Event, work: Callable[[], object], na
 
 @dataclass
 class Features:
-    reader: FeatureFetcher
+    reader: OnlineFeatureReader | None  # None: the online features cannot be read (`problem` says why)
     popularity: dict[str, float]
     problem: str | None
     built: bool = True
-    user_attributes: UserAttributes | None = None
-
-
-def _user_attributes(store: FeatureStore) -> UserAttributes:
-    """Reads a user's stored attributes (the online features the model names) to describe a user it never saw.
-
-    A failed read describes nobody (None): the model's candidates for an undescribed user are its
-    general ones, and the ranking goes on.
-    """
-
-    def read(user_id: str, refs: Mapping[str, str]) -> pd.DataFrame | None:
-        try:
-            found = store.get_online_features(features=list(refs.values()), entity_rows={"user_id": [user_id]})
-        except Exception:  # noqa: BLE001 - an unreadable profile only makes the candidates less personal
-            log.warning("user attributes of %s cannot be read: general candidates", user_id, exc_info=True)
-            return None
-        values = found.to_dict()
-        names = [ref.split(":", 1)[-1] for ref in refs.values()]
-        return pd.DataFrame({n: values.get(n, [None])[:1] for n in names}, index=pd.Index([user_id], name="user_id"))
-
-    return read
-
-
-def _features_missing(reason: str) -> FeatureFetcher:
-    def fetch(user_id: str, item_ids: Sequence[str]) -> pd.DataFrame:
-        raise FeaturesUnavailable(reason)
-
-    return fetch
 
 
 def _open_features(settings: ServingSettings, items: list[Item]) -> tuple[FeatureStore | None, Features]:
@@ -116,11 +98,11 @@ def _open_features(settings: ServingSettings, items: list[Item]) -> tuple[Featur
         built = bool(store.list_feature_views())
     except Exception as exc:  # noqa: BLE001 - a missing or broken store degrades answers to popularity
         log.exception("the feature store cannot be opened: recommendations fall back to popularity")
-        return None, Features(_features_missing(str(exc)), {}, f"feature store cannot be opened: {exc}", built=False)
+        return None, Features(None, {}, f"feature store cannot be opened: {exc}", built=False)
     if not built:
         problem = "the feature store is empty: run `fitrec features build`"
         log.warning("%s; recommendations fall back to popularity", problem)
-        return store, Features(_features_missing(problem), {}, problem, built=False)
+        return store, Features(None, {}, problem, built=False)
     reader = OnlineFeatureReader(store)
     popularity: dict[str, float] = {}
     unreachable: str | None = None
@@ -131,7 +113,55 @@ def _open_features(settings: ServingSettings, items: list[Item]) -> tuple[Featur
         except Exception as exc:  # noqa: BLE001 - an unreachable online store must not stop start-up
             unreachable = f"online store unreachable at start-up (candidates in catalogue order): {exc}"
             log.exception("%s", unreachable)
-    return store, Features(reader, popularity, unreachable, user_attributes=_user_attributes(store))
+    return store, Features(reader, popularity, unreachable)
+
+
+def _access_reader(platform: Platform) -> Callable[[str], Access]:
+    """A user's premium access from the platform database; an unreadable one opens nothing premium."""
+
+    def read(user_id: str) -> Access:
+        try:
+            with platform.sessions() as session:
+                premium, unlocked = premium_catalogue_access(session, user_id=user_id)
+        except Exception:  # noqa: BLE001 - the slate goes on, without premium items
+            log.warning("entitlements of %s cannot be read: no premium items", user_id, exc_info=True)
+            return NO_ACCESS
+        return Access(premium=premium, unlocked=frozenset(unlocked))
+
+    return read
+
+
+def _rule_settings(settings: ServingSettings) -> RuleSettings:
+    return RuleSettings(
+        recent_window_s=settings.recent_window_days * 86400.0,
+        max_level_above=settings.max_level_above,
+        max_per_category=settings.max_per_category,
+    )
+
+
+class CatalogueFollower:
+    """Re-reads the catalogue (newly published items) and swaps it into the ranking path."""
+
+    def __init__(self, platform: Platform, recommender: Recommender) -> None:
+        self._platform = platform
+        self._recommender = recommender
+        self._lock = threading.Lock()
+
+    def on_items(self, item_ids: list[str]) -> None:
+        """The pusher's callback: these items were just published."""
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Re-read it; whether it changed."""
+        with self._lock, self._platform.sessions() as session:
+            items = list_items(session)
+        current = self._recommender.catalogue
+        if [i.item_id for i in items] == current.ids.tolist():
+            return False
+        self._recommender.path.catalogue = Catalogue(items, current.popularity)
+        self._recommender.catalogue_changed()
+        log.info("catalogue now holds %d items", len(items))
+        return True
 
 
 def start_serving(settings: ServingSettings) -> ServingState:
@@ -147,31 +177,61 @@ def start_serving(settings: ServingSettings) -> ServingState:
         timeout_s=settings.cache_timeout_ms / 1000,
         breaker_failures=settings.breaker_failures,
         breaker_reset_s=settings.breaker_reset_s,
+        near_ttl_s=settings.near_cache_ttl_s,
     )
-    models = ModelHolder(tracking_uri=settings.tracking_uri, name=settings.model_name, alias=settings.model_alias)
+    models = ModelArms(
+        tracking_uri=settings.tracking_uri,
+        name=settings.model_name,
+        champion_alias=settings.model_alias,
+        challenger_alias=settings.challenger_alias,
+        challenger_share=settings.challenger_share,
+        experiment=settings.experiment,
+    )
     models.refresh()
     served = ServedLog(settings.served_log_dir, flush_s=settings.served_flush_s)
     served.start()
-    recommender = Recommender(
+    path = RankingPath(
         catalogue=Catalogue(items, features.popularity),
-        fetch_features=features.reader,
+        online=features.reader,
+        features_problem=features.problem,
+        access=_access_reader(platform),
+        scorer=make_scorer(settings.scorer_url, breaker_failures=settings.breaker_failures),
+        rules=_rule_settings(settings),
+        n_candidates=settings.candidates,
+    )
+    recommender = Recommender(
+        path=path,
         models=models,
         cache=cache,
         cache_prefix=settings.cache_prefix,
         cache_ttl_s=settings.cache_ttl_s,
-        n_candidates=settings.candidates,
+        request_ids=RequestIds(settings.request_id_secret.get_secret_value().encode()),
         on_served=served.record,
         rank_timeout_s=settings.rank_timeout_ms / 1000,
         breaker_failures=settings.breaker_failures,
         breaker_reset_s=settings.breaker_reset_s,
-        user_attributes=features.user_attributes,
     )
+    catalogue = CatalogueFollower(platform, recommender)
+    stop = threading.Event()
     pusher = None
     if settings.push_interval_s and features.built:
-        pusher = _start_pusher(settings, platform, items, started_at)
-    stop = threading.Event()
+        loop = asyncio.get_running_loop()
+
+        def invalidate(users: set[str]) -> None:
+            # The cache belongs to the event loop; the pusher's thread hands the deletes over to it.
+            for user in users:
+                asyncio.run_coroutine_threadsafe(recommender.invalidate(user), loop)
+
+        pusher = _start_pusher(settings, platform, items, started_at, on_users=invalidate, on_items=catalogue.on_items)
     if settings.model_refresh_s:
         _every(settings.model_refresh_s, stop, models.refresh, "model-refresh")
+    if settings.catalogue_refresh_s:
+        _every(settings.catalogue_refresh_s, stop, catalogue.refresh, "catalogue-refresh")
+    impressions = None
+    if settings.served_load_s:
+        # In the API process until a worker runs it (one loader per folder at a time: a file lock).
+        impressions = ImpressionLoader(directory=settings.served_log_dir, sessions=platform.sessions)
+        _every(settings.served_load_s, stop, impressions.load, "impression-loader")
     if settings.email_relay_s:
         # Emails are sent right after the write that queued them; this retries what failed then.
         mailer = make_email_sender(
@@ -192,11 +252,19 @@ def start_serving(settings: ServingSettings) -> ServingState:
         feature_problem=features.problem,
         _stop=stop,
         pusher=pusher,
+        impressions=impressions,
+        catalogue=catalogue,
     )
 
 
 def _start_pusher(
-    settings: ServingSettings, platform: Platform, items: list[Item], started_at: datetime
+    settings: ServingSettings,
+    platform: Platform,
+    items: list[Item],
+    started_at: datetime,
+    *,
+    on_users: Callable[[set[str]], None],
+    on_items: Callable[[list[str]], None],
 ) -> FeaturePusher:
     from features.transforms import items_frame
 
@@ -213,6 +281,8 @@ def _start_pusher(
         items=items_frame(item.as_row() for item in items).select("item_id", "category", "level"),
         interval_s=settings.push_interval_s,
         started_at=started_at,
+        on_users=on_users,
+        on_items=on_items,
     )
     pusher.start()
     return pusher

@@ -56,9 +56,9 @@ def reason_for(
     if origin == POPULAR:
         return _popular(item, facts) or describe(item)
     for feature in drivers:
-        text = _from_driver(feature, item, row, facts)
-        if text:
-            return text
+        said = _from_driver(feature, item, row, facts)
+        if said:
+            return said
     return describe(item)
 
 
