@@ -420,6 +420,31 @@ def _run_server(host: str, port: int, *, key: str | None) -> None:
     uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, log_level="info", proxy_headers=False)
 
 
+@app.command("serve-model")
+def serve_model(
+    host: Annotated[str, typer.Option(help="Interface to bind to (in a SageMaker container: 0.0.0.0).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on (SageMaker's contract: 8080).")] = 8080,
+    model_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="An MLflow model URI (models:/fitrec-ranker@champion, resolved through MLFLOW_TRACKING_URI or "
+            "the data folder's registry) or a model folder; default: SageMaker's SM_MODEL_DIR (/opt/ml/model)."
+        ),
+    ] = None,
+) -> None:
+    """Serve the packaged model behind SageMaker's container contract (GET /ping, POST /invocations)."""
+    import os
+
+    import uvicorn
+
+    if model_uri:
+        # The app is built by uvicorn's factory, in this process: the environment carries the setting.
+        os.environ["FITREC_MODEL_URI"] = model_uri
+    uvicorn.run(
+        "serving.model_server:create_app", factory=True, host=host, port=port, log_level="info", proxy_headers=False
+    )
+
+
 def _create_key(name: str, scopes: list[str]) -> str:
     from pipelines.benchmarks import create_service_key
 

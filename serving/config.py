@@ -39,6 +39,13 @@ class ServingSettings(BaseSettings):
     )
     health_timeout_ms: int = Field(1000, ge=1, description="timeout of each dependency check of /health/ready")
     candidates: int = Field(500, ge=10, le=5000, description="candidates scored per uncached request")
+    scorer_url: str = Field(
+        "inprocess://",
+        description="where candidates are scored: inprocess:// (the loaded model, in this process) or "
+        "sagemaker://<endpoint-name>?region=eu-west-1&timeout_ms=150 (a SageMaker endpoint serving the packaged "
+        "model, see `fitrec serve-model`; timeout_ms bounds connecting and each read, default 150; in-process "
+        "scores answer whenever the endpoint fails, times out or answers wrongly)",
+    )
     email_relay_s: int = Field(30, ge=0, description="how often unsent emails of the outbox are retried; 0 = never")
     model_refresh_s: int = Field(60, ge=0, description="how often to check the alias for a new version; 0 = never")
     served_flush_s: float = Field(1.0, gt=0, description="how often served slates are written to the served log")
@@ -60,3 +67,27 @@ class ServingSettings(BaseSettings):
 
     def platform(self) -> PlatformSettings:
         return PlatformSettings(FITREC_DATA_DIR=self.data_dir, DATABASE_URL=self.database_url)
+
+
+class ModelServerSettings(BaseSettings):
+    """The model server (`fitrec serve-model`): the packaged model behind SageMaker's container contract."""
+
+    model_config = SettingsConfigDict(env_prefix="FITREC_MODEL_SERVER_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir, validation_alias=AliasChoices("FITREC_DATA_DIR"))
+    mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
+    model_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("FITREC_MODEL_URI"),
+        description="an MLflow model URI (models:/fitrec-ranker@champion, models:/fitrec-ranker/3, resolved "
+        "through the tracking URI) or a model folder; None: SageMaker's model folder (SM_MODEL_DIR)",
+    )
+    sm_model_dir: Path = Field(Path("/opt/ml/model"), validation_alias=AliasChoices("SM_MODEL_DIR"))
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+
+    @property
+    def resolved_model_uri(self) -> str:
+        return self.model_uri or str(self.sm_model_dir)
