@@ -81,7 +81,9 @@ class SageMakerScorer:
 
     `timeout_ms` bounds connecting and each read of the answer; botocore retries nothing. `client`
     replaces the boto3 client built from the other arguments (credentials come from boto3's usual chain).
-    Thread-safe: the ranking path scores in several worker threads at once.
+    The ranking path calls it from several worker threads at once: boto3 clients are thread-safe and the
+    counters are locked; the breaker's in-memory state is plain attributes (updated under the GIL), so
+    failures at the same instant may open the circuit one call later, no worse.
     """
 
     def __init__(
