@@ -260,13 +260,18 @@ def verify_email(session: Session, *, settings: PlatformSettings, token: str) ->
 
 
 def update_profile(session: Session, *, user: User, data: UserUpdate) -> User:
+    """Apply the given fields; a changed training profile emits `user.profile_updated` (the whole profile)."""
     changes = data.model_dump(exclude_unset=True)
+    before = {name: getattr(user, name) for name in Profile.model_fields}
     for name, value in changes.items():
         if value is None and name != "display_name":
             raise ApiError(422, f"{name} cannot be null")
         setattr(user, name, value)
     if changes:
         user.updated_at = _now()
+    after = {name: getattr(user, name) for name in Profile.model_fields}
+    if after != before:
+        emit(session, event_type="user.profile_updated", user_id=user.id, properties=after, at=user.updated_at)
     session.commit()
     return user
 

@@ -49,6 +49,16 @@ class UserCreated(Props):
     source: Literal["app", "oidc", "import"] = "app"
 
 
+class ProfileUpdated(Props):
+    """The whole training profile after a change (not only what changed): the newest event alone states it."""
+
+    goal: Goal | None = None
+    fitness_level: Level | None = None
+    equipment: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(default_factory=list, max_length=20)
+    session_minutes: int = Field(30, ge=5, le=240)
+    region: str = Field("US", min_length=2, max_length=2)
+
+
 class EmailVerified(Props):
     pass
 
@@ -134,6 +144,7 @@ class SubscriptionActivated(Props):
 
 PROPERTIES: dict[str, type[Props]] = {
     "user.created": UserCreated,
+    "user.profile_updated": ProfileUpdated,
     "user.email_verified": EmailVerified,
     "plan.enrolled": PlanEnrolled,
     "workout.started": WorkoutStarted,
