@@ -24,16 +24,20 @@ _by_name = {obj.name: obj for obj in definitions(BACKEND)}
 user = _by_name["user"]
 item = _by_name["item"]
 
-# Batch sources (the feature tables) and push sources (fresh user rows)
+# Batch sources (the feature tables) and push sources (fresh rows between builds)
 user_profile_source = _by_name["user_profile_source"]
 user_workout_stats_source = _by_name["user_workout_stats_source"]
 user_health_source = _by_name["user_health_source"]
 user_engagement_source = _by_name["user_engagement_source"]
 item_stats_source = _by_name["item_stats_source"]
 item_catalogue_source = _by_name["item_catalogue_source"]
+user_recent_items_source = _by_name["user_recent_items_source"]
+user_profile_push = _by_name["user_profile_push"]
 user_workout_stats_push = _by_name["user_workout_stats_push"]
 user_health_push = _by_name["user_health_push"]
 user_engagement_push = _by_name["user_engagement_push"]
+user_recent_items_push = _by_name["user_recent_items_push"]
+item_catalogue_push = _by_name["item_catalogue_push"]
 
 # Feature views
 user_profile = _by_name["user_profile"]
@@ -42,6 +46,7 @@ user_health = _by_name["user_health"]
 user_engagement = _by_name["user_engagement"]
 item_stats = _by_name["item_stats"]
 item_catalogue = _by_name["item_catalogue"]
+user_recent_items = _by_name["user_recent_items"]
 
 # On-demand view and feature service
 ranking_fit = _by_name["ranking_fit"]

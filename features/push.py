@@ -1,10 +1,12 @@
-"""Fresh user rows between batch builds: recompute from recent events, push to the online store.
+"""Fresh rows between batch builds: recompute from recent events (or new items), push to the online store.
 
-The batch build stamps a user's rows once a day; a completed workout or a click
-should change the next uncached recommendation within seconds. The caller
-hands over the affected users' events of the last PUSH_LOOKBACK (the event log
-is not a concern of `features`); the same transforms as the batch build compute
-their rows as of now, and the newest row per user is pushed.
+The batch build stamps a user's rows once a day; a completed workout, a click
+or a profile change should change the next uncached recommendation within
+seconds. The caller hands over the affected users' events of the last
+PUSH_LOOKBACK (the event log is not a concern of `features`); the same
+transforms as the batch build compute their rows as of now, and the newest row
+per user is pushed. Newly published items get their catalogue row the same way
+(`push_items`, from the caller's item rows).
 """
 
 from collections.abc import Iterable, Mapping
@@ -14,13 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from features.schema import HISTORY_DAYS, TIMESTAMP
-from features.sources import PUSHED_TABLES, push_source_name
+from features.schema import FEATURE_EPOCH, HISTORY_DAYS, PROFILE_EVENT_TYPES, RECENT_ACTIONS, TIMESTAMP
+from features.sources import push_source_name
 from features.transforms import (
     events_frame,
+    item_catalogue,
     latest_rows,
     user_engagement,
     user_health,
+    user_profile,
+    user_recent_items,
     user_workout_stats,
 )
 
@@ -29,7 +34,7 @@ if TYPE_CHECKING:
 
 # Every window and cap of the user tables fits in this much history.
 PUSH_LOOKBACK = timedelta(days=HISTORY_DAYS + 1)
-# Event types whose arrival changes a pushed table (callers may filter on them).
+# Event types whose arrival changes a pushed user table (callers may filter on them).
 PUSH_TRIGGERS = frozenset(
     {
         "workout.completed",
@@ -39,8 +44,14 @@ PUSH_TRIGGERS = frozenset(
         "plan.enrolled",
         "workout.started",
         "content.viewed",
+        *PROFILE_EVENT_TYPES,
+        *RECENT_ACTIONS,
     }
 )
+# The event of a newly published item (its item_id): its catalogue row is pushed (`push_items`).
+ITEM_TRIGGER = "content.ready"
+# The user tables push_events refreshes, in push order.
+USER_PUSHED_TABLES = ("user_profile", "user_workout_stats", "user_health", "user_engagement", "user_recent_items")
 
 
 @dataclass(frozen=True)
@@ -71,20 +82,38 @@ def push_events(
         return PushReport(users=0, rows={}, as_of=as_of)
     if items is None:
         items = catalogue_from_store(store, frame.get_column("item_id").drop_nulls().unique().to_list())
+    # A profile row holds from its event on, so the newest is restamped as of now like the rest.
+    profiles = latest_rows(user_profile(frame, as_of=as_of), "user_id").filter(pl.col(TIMESTAMP) > FEATURE_EPOCH)
     tables = {
+        "user_profile": profiles.with_columns(pl.lit(as_of).cast(profiles.schema[TIMESTAMP]).alias(TIMESTAMP)),
         "user_workout_stats": user_workout_stats(frame, items, as_of=as_of),
         "user_health": user_health(frame, as_of=as_of),
         "user_engagement": user_engagement(frame, items, as_of=as_of),
+        "user_recent_items": user_recent_items(frame, as_of=as_of),
     }
+    rows: dict[str, int] = {}
+    for table in USER_PUSHED_TABLES:
+        # A table whose newest row is older than now did not change (e.g. recent items without new actions).
+        latest = latest_rows(tables[table], "user_id").filter(pl.col(TIMESTAMP) == as_of)
+        rows[table] = _push(store, table, latest)
+    return PushReport(users=len(users), rows=rows, as_of=as_of)
+
+
+def push_items(store: "FeatureStore", items: pl.DataFrame) -> int:
+    """Push the catalogue rows of these items (the items frame of features.transforms) online; rows pushed.
+
+    They are stamped FEATURE_EPOCH like the batch build's, so the next build's
+    materialization still replaces them (a newer push would shadow it).
+    """
+    return _push(store, "item_catalogue", item_catalogue(items)) if items.height else 0
+
+
+def _push(store: "FeatureStore", table: str, rows: pl.DataFrame) -> int:
     from feast.data_source import PushMode
 
-    rows: dict[str, int] = {}
-    for table in PUSHED_TABLES:
-        latest = latest_rows(tables[table], "user_id").filter(pl.col(TIMESTAMP) == as_of)
-        if latest.height:
-            store.push(push_source_name(table), latest.to_pandas(), to=PushMode.ONLINE)
-        rows[table] = latest.height
-    return PushReport(users=len(users), rows=rows, as_of=as_of)
+    if rows.height:
+        store.push(push_source_name(table), rows.to_pandas(), to=PushMode.ONLINE)
+    return rows.height
 
 
 def catalogue_from_store(store: "FeatureStore", item_ids: list[str]) -> pl.DataFrame:

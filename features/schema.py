@@ -5,6 +5,7 @@ features depend on (categories, levels, goals) is restated here; an
 integration test checks it against the real catalogue.
 """
 
+import json
 from datetime import UTC, datetime
 
 ENTITY_KEYS = {"user": "user_id", "item": "item_id"}
@@ -54,10 +55,31 @@ ENGAGEMENT_WEIGHTS = {
     "workout.started": 2.0,
     "workout.completed": 3.0,
 }
+# The events that state a user's whole profile (user.profile_updated carries the profile after
+# the change), so the newest one alone gives the profile at any time.
+PROFILE_EVENT_TYPES = ("user.created", "user.profile_updated")
+# A user's action on an item → its key in user_recent_items (workout events name the plan in item_id).
+RECENT_ACTIONS: dict[str, str] = {
+    "recommendation.clicked": "clicked",
+    "workout.completed": "completed",
+    "recommendation.dismissed": "dismissed",
+    "plan.enrolled": "enrolled",
+    "workout.started": "started",
+}
+RECENT_ITEMS_TABLE = "user_recent_items"
+# What serving reads: store.get_online_features(features=[RECENT_ITEMS_REF], entity_rows={"user_id": [uid]}).
+RECENT_ITEMS_REF = f"{RECENT_ITEMS_TABLE}:recent_items"
 # The event types the feature tables are built from; the rest of the log is not read.
 FEATURE_EVENT_TYPES: tuple[str, ...] = tuple(
     dict.fromkeys(
-        ("user.created", "workout.completed", "health_metric.synced", "recommendation.impression", *ENGAGEMENT_WEIGHTS)
+        (
+            *PROFILE_EVENT_TYPES,
+            "workout.completed",
+            "health_metric.synced",
+            "recommendation.impression",
+            *ENGAGEMENT_WEIGHTS,
+            *RECENT_ACTIONS,
+        )
     )
 )
 # Prior mass that pulls affinities towards uniform for users with little history.
@@ -148,6 +170,8 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "user_engagement": ("user", USER_ENGAGEMENT),
     "item_stats": ("item", ITEM_STATS),
     "item_catalogue": ("item", ITEM_CATALOGUE),
+    # Not a ranking feature (no feature service holds it): what serving's rules read per user.
+    RECENT_ITEMS_TABLE: ("user", ("recent_items",)),
 }
 STRING_COLUMNS = frozenset(
     {
@@ -160,6 +184,7 @@ STRING_COLUMNS = frozenset(
         "item_goal",
         "item_equipment",
         "item_muscles",
+        "recent_items",
     }
 )
 INT_COLUMNS = frozenset(
@@ -194,3 +219,13 @@ FILLS: dict[str, float | str] = {
     # Neutral recovery and intensity (0.5 each): no strain.
     "intensity_strain": 0.0,
 }
+
+
+def parse_recent_items(value: str | None) -> dict[str, dict[str, int]]:
+    """A `recent_items` value → {item_id: {action: epoch seconds}}; {} for a user without one (None or "")."""
+    if not value:
+        return {}
+    parsed = json.loads(value)
+    if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+        raise ValueError(f"not a recent_items value: {value[:80]!r}")
+    return parsed

@@ -1,4 +1,4 @@
-"""Feast data sources: the feature tables the build writes, and push sources for fresh user rows.
+"""Feast data sources: the feature tables the build writes, and push sources for fresh rows.
 
 The same tables live in parquet files (embedded: Feast's file offline store) or
 in PostgreSQL (production: Feast's PostgreSQL offline store); which one is
@@ -18,8 +18,16 @@ if TYPE_CHECKING:
 OFFLINE_SUBDIR = "offline/features"
 # The PostgreSQL schema holding the feature tables (and Feast's temporary entity tables).
 FEATURE_SCHEMA = "fitrec_features"
-# User tables that events refresh between batch builds (see features.push).
-PUSHED_TABLES = ("user_workout_stats", "user_health", "user_engagement")
+# Tables that events refresh online between batch builds (see features.push): the user tables
+# per user, the catalogue per newly published item.
+PUSHED_TABLES = (
+    "user_profile",
+    "user_workout_stats",
+    "user_health",
+    "user_engagement",
+    "user_recent_items",
+    "item_catalogue",
+)
 
 OfflineBackend = Literal["file", "postgres"]
 

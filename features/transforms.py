@@ -9,6 +9,7 @@ stamped `as_of` and computed from events up to `as_of`. A training label at
 time T therefore only ever joins a row built from events before T.
 """
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,9 @@ from features.schema import (
     LEVEL_AFFINITY_COLUMNS,
     LEVELS,
     MIX_COLUMNS,
+    PROFILE_EVENT_TYPES,
+    RECENT_ACTIONS,
+    RECENT_ITEMS_TABLE,
     STRING_COLUMNS,
     TABLES,
     TIMESTAMP,
@@ -75,8 +79,6 @@ def events_frame(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
     string, `occurred_at` an aware datetime or an ISO 8601 string, `properties`
     a dict or a JSON string.
     """
-    import json
-
     records = [
         {
             "event_id": str(r["event_id"]),
@@ -195,11 +197,17 @@ def _item_attrs(items: Frame) -> pl.LazyFrame:
 
 
 def user_profile(events: Frame, *, as_of: datetime) -> pl.DataFrame:
-    """The sign-up answers, stamped when they were given; the latest answer wins."""
+    """The profile as given at sign-up or changed since, stamped when it was given; the latest wins.
+
+    Both event types carry the whole profile, so a row needs no older event
+    (the online push sees only recent ones). Of two at the same instant the
+    update wins.
+    """
     as_of = _as_of(as_of)
     frame = (
         _events(events, as_of)
-        .filter(pl.col("event_type") == "user.created")
+        .filter(pl.col("event_type").is_in(PROFILE_EVENT_TYPES))
+        .sort("user_id", "occurred_at", pl.col("event_type") == "user.profile_updated", maintain_order=True)
         .with_columns(p=pl.col("properties").str.json_decode(_PROFILE_PROPS))
         .select(
             "user_id",
@@ -427,6 +435,97 @@ def item_stats(events: Frame, *, as_of: datetime) -> pl.DataFrame:
     return _finish(frame, "item_stats", key, as_of)
 
 
+# Actions in the order json.dumps(sort_keys=True) puts them.
+_ACTION_ORDER = {a: i for i, a in enumerate(sorted(RECENT_ACTIONS.values()))}
+
+
+def _day_key(user: str, day: str) -> pl.Expr:
+    """One sortable integer per (user number, day): users apart by more days than a calendar holds."""
+    return pl.col(user) * 10_000_000 + pl.col(day).cast(pl.Int64) + 1_000_000
+
+
+def user_recent_items(events: Frame, *, as_of: datetime) -> pl.DataFrame:
+    """Per user, the items acted on in the last HISTORY_DAYS with the newest time of each action, as JSON.
+
+    `recent_items` is `{"<item_id>": {"<action>": <epoch s>, ...}, ...}` (actions
+    of RECENT_ACTIONS), compact with sorted keys: equal to `json.dumps(value,
+    sort_keys=True, separators=(",", ":"))`. A row is written on the days the
+    value changes: the days of actions and the days an action leaves the
+    window (an action of day E counts through day E + HISTORY_DAYS - 1), so
+    the table stays as small as the history it describes; between two rows
+    the older one holds. Stamps and the epoch row are those of the windowed tables.
+    """
+    as_of = _as_of(as_of)
+    acts = (
+        _events(events, as_of)
+        .filter(pl.col("event_type").is_in(list(RECENT_ACTIONS)))
+        .filter(pl.col("user_id").is_not_null() & pl.col("item_id").is_not_null())
+        .group_by("user_id", "item_id", pl.col("event_type").replace_strict(RECENT_ACTIONS).alias("action"), "day")
+        .agg(at=pl.col("occurred_at").max().dt.epoch("s"))
+        # Each action's newest time holds from its day until the next one's day or until it leaves the window.
+        .with_columns(
+            end=pl.min_horizontal(
+                pl.col("day").shift(-1).over("user_id", "item_id", "action", order_by="day"),
+                pl.col("day") + timedelta(days=HISTORY_DAYS),
+            )
+        )
+        .collect()
+    )
+    key = "user_id"
+    users = acts.select(key).unique().with_row_index("user").with_columns(pl.col("user").cast(pl.Int64))
+    acts = acts.join(users, on=key)
+    changes = (
+        pl.concat([acts.select(key, "user", "day"), acts.select(key, "user", day=pl.col("end"))])
+        .filter(pl.col("day") <= as_of.date())
+        .unique()
+        .with_columns(k=_day_key("user", "day"))
+        .sort("k")
+    )
+    # The change days each action's time holds on, by binary search in the sorted (user, day) keys.
+    keys = changes.get_column("k")
+    spans = acts.with_columns(
+        lo=keys.search_sorted(acts.select(_day_key("user", "day")).to_series(), side="left"),
+        hi=keys.search_sorted(acts.select(_day_key("user", "end")).to_series(), side="left"),
+    )
+    # Item keys as JSON strings, ordered as json.dumps(sort_keys=True) orders them (code points).
+    names = spans.select("item_id").unique().sort("item_id").with_row_index("item")
+    names = names.with_columns(name=pl.Series([json.dumps(i) for i in names["item_id"].to_list()], dtype=pl.String()))
+    held = (
+        spans.join(names, on="item_id")
+        .select(
+            "item",
+            "name",
+            pl.col("action").replace_strict(_ACTION_ORDER, return_dtype=pl.Int8()).alias("order"),
+            pair=pl.concat_str(pl.lit('"'), "action", pl.lit('":'), pl.col("at").cast(pl.String)),
+            row=pl.int_ranges("lo", "hi"),
+        )
+        .explode("row")
+        .drop_nulls("row")
+        .sort("row", "item", "order")
+    )
+    # One pass of fragments: `"item":{` opens an item's object, `}` closes it, commas between.
+    row, item = pl.col("row"), pl.col("item")
+    opens = (row != row.shift(1)) | (item != item.shift(1))
+    closes = (row != row.shift(-1)) | (item != item.shift(-1))
+    first_in_row = row != row.shift(1)
+    fragment = pl.concat_str(
+        pl.when(first_in_row.fill_null(True)).then(pl.lit("")).otherwise(pl.lit(",")),
+        pl.when(opens.fill_null(True)).then(pl.concat_str("name", pl.lit(":{"))).otherwise(pl.lit("")),
+        "pair",
+        pl.when(closes.fill_null(True)).then(pl.lit("}")).otherwise(pl.lit("")),
+    )
+    values = (
+        held.select("row", fragment=fragment)
+        .group_by("row", maintain_order=True)
+        .agg(body=pl.col("fragment").str.join(""))
+    )
+    at_change = changes.with_row_index("row").select(pl.col("row").cast(values.schema["row"]), key, "day")
+    frame = at_change.join(values, on="row", how="left").select(
+        key, "day", recent_items=pl.concat_str(pl.lit("{"), pl.col("body").fill_null(""), pl.lit("}"))
+    )
+    return _finish(frame.lazy(), RECENT_ITEMS_TABLE, key, as_of)
+
+
 def item_catalogue(items: Frame) -> pl.DataFrame:
     """Static catalogue attributes, one row per item, plus the derived numbers the fits use."""
     level_ord = pl.col("level").replace_strict({lv: i for i, lv in enumerate(LEVELS)}, default=0, return_dtype=pl.Int64)
@@ -461,6 +560,7 @@ def build_tables(events: Frame, items: Frame, *, as_of: datetime) -> dict[str, p
         "user_engagement": user_engagement(events, items, as_of=as_of),
         "item_stats": item_stats(events, as_of=as_of),
         "item_catalogue": item_catalogue(items),
+        RECENT_ITEMS_TABLE: user_recent_items(events, as_of=as_of),
     }
 
 
@@ -481,5 +581,6 @@ __all__ = [
     "user_engagement",
     "user_health",
     "user_profile",
+    "user_recent_items",
     "user_workout_stats",
 ]

@@ -365,6 +365,7 @@ def test_feature_freshness_reports_every_view(built: Built) -> None:
         "user_engagement",
         "item_stats",
         "item_catalogue",
+        "user_recent_items",
     }
     # The build's own as-of rows are at most seconds older than the materialization.
     assert 3600 <= ages["user_workout_stats"] < 3600 + 120

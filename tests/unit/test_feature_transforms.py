@@ -15,10 +15,13 @@ from features.schema import (
     FIT_FEATURES,
     HISTORY_DAYS,
     LEVELS,
+    RECENT_ITEMS_REF,
+    RECENT_ITEMS_TABLE,
     TABLES,
     TIMESTAMP,
+    parse_recent_items,
 )
-from features.services import RANKING_FEATURES, RANKING_SERVICE
+from features.services import RANKING_FEATURES, RANKING_SERVICE, RANKING_VIEW_FEATURES
 from features.transforms import build_tables, events_frame, items_frame, latest_rows
 
 T0 = datetime(2025, 3, 1, 8, tzinfo=UTC)
@@ -293,6 +296,103 @@ def test_user_profile_latest_answer_and_catalogue() -> None:
     assert plan["item_is_plan"] == 1 and plan["item_premium"] == 1 and plan["item_level_ord"] == 2
     assert plan["item_goal"] == "endurance" and plan["item_intensity"] == pytest.approx(0.65)
     assert at(catalogue, "item_id", "stretch-int", FEATURE_EPOCH)["item_equipment"] == "bands,foam roll"
+
+
+def test_profile_updates_take_over_from_sign_up_at_their_time() -> None:
+    out = tables(
+        [
+            ev("user.created", "u1", None, day(0), goal="mobility", fitness_level="beginner", equipment=["bands"]),
+            ev("user.profile_updated", "u1", None, day(2), goal="endurance", fitness_level="beginner"),
+            # The same instant as an update: the update wins, whatever the order in the log.
+            ev("user.profile_updated", "u2", None, day(1), goal="build_muscle", fitness_level="expert"),
+            ev("user.created", "u2", None, day(1), goal="mobility", fitness_level="beginner"),
+            ev("user.profile_updated", "u3", None, AS_OF + timedelta(seconds=1), goal="endurance"),
+        ]
+    )
+    profile = out["user_profile"]
+    rows = rows_of(profile, "user_id", "u1")
+    assert [(r[TIMESTAMP], r["goal"], r["equipment"]) for r in rows] == [
+        (FEATURE_EPOCH, None, None),
+        (day(0), "mobility", "bands"),
+        (day(2), "endurance", ""),
+    ]
+    assert latest_rows(profile, "user_id").filter(pl.col("user_id") == "u2")["fitness_level"].item() == "expert"
+    assert rows_of(profile, "user_id", "u3") == []  # after as_of
+
+
+def _recent(out: dict[str, pl.DataFrame], user_id: str, stamp: datetime) -> str | None:
+    """The value a point-in-time join at `stamp` gets: the newest row at or before it."""
+    rows = out[RECENT_ITEMS_TABLE].filter((pl.col("user_id") == user_id) & (pl.col(TIMESTAMP) <= stamp))
+    return rows.sort(TIMESTAMP)["recent_items"][-1]
+
+
+def test_recent_items_hold_the_newest_time_of_each_action_per_item() -> None:
+    out = tables(
+        [
+            ev("recommendation.clicked", "u1", "str-beg", day(0), request_id="r", position=0),
+            ev("workout.started", "u1", "str-beg", day(0, 1), session_id="s"),
+            workout("u1", "str-beg", day(0, 2)),
+            workout("u1", "str-beg", day(1)),
+            ev("plan.enrolled", "u1", "cardio-plan", day(1, 3)),
+            ev("recommendation.dismissed", "u1", "stretch-int", day(2), request_id="r", position=2),
+            # Neither an impression nor a workout without an item is an action on an item.
+            ev("recommendation.impression", "u1", "cardio-plan", day(2), request_id="r", position=0, model_version="m"),
+            workout("u1", None, day(2)),  # type: ignore[arg-type]
+        ]
+    )
+    s = lambda t: int(t.timestamp())  # noqa: E731
+    first = _recent(out, "u1", midnight(0))
+    assert first == json.dumps(
+        {"str-beg": {"clicked": s(day(0)), "completed": s(day(0, 2)), "started": s(day(0, 1))}},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    value = parse_recent_items(_recent(out, "u1", midnight(2)))
+    assert value == {
+        "cardio-plan": {"enrolled": s(day(1, 3))},
+        "str-beg": {"clicked": s(day(0)), "completed": s(day(1)), "started": s(day(0, 1))},
+        "stretch-int": {"dismissed": s(day(2))},
+    }
+    # Compact, keys sorted: the value is its own canonical JSON.
+    assert _recent(out, "u1", midnight(2)) == json.dumps(value, sort_keys=True, separators=(",", ":"))
+    # Rows only on days that change it (days 0, 1 and 2 here), none at as_of (nothing changed today).
+    stamps = [r[TIMESTAMP] for r in rows_of(out[RECENT_ITEMS_TABLE], "user_id", "u1")]
+    assert stamps == [FEATURE_EPOCH, midnight(0), midnight(1), midnight(2)]
+    assert at(out[RECENT_ITEMS_TABLE], "user_id", "u1", FEATURE_EPOCH)["recent_items"] is None
+    assert parse_recent_items(None) == {} and parse_recent_items("") == {}
+
+
+def test_recent_items_leave_after_the_history_window_and_never_see_the_future() -> None:
+    as_of = day(HISTORY_DAYS + 5)
+    out = tables(
+        [
+            workout("u1", "str-beg", day(0)),
+            workout("u1", "cardio-plan", day(3)),
+            workout("u1", "stretch-int", as_of + timedelta(seconds=1)),
+        ],
+        as_of=as_of,
+    )
+    s = lambda t: int(t.timestamp())  # noqa: E731
+    # An action of day E counts through day E + HISTORY_DAYS - 1 and is gone the next day.
+    last_in = parse_recent_items(_recent(out, "u1", midnight(HISTORY_DAYS - 1)))
+    assert last_in == {"cardio-plan": {"completed": s(day(3))}, "str-beg": {"completed": s(day(0))}}
+    assert parse_recent_items(_recent(out, "u1", midnight(HISTORY_DAYS))) == {"cardio-plan": {"completed": s(day(3))}}
+    assert _recent(out, "u1", midnight(HISTORY_DAYS + 3)) == "{}"  # every action gone: an empty value, not stale
+    latest = latest_rows(out[RECENT_ITEMS_TABLE], "user_id").to_dicts()[0]
+    assert latest[TIMESTAMP] == midnight(HISTORY_DAYS + 3) and latest["recent_items"] == "{}"
+
+
+def test_recent_items_quote_item_ids_as_json_does() -> None:
+    odd = 'plan "quoted" \\ é\n'
+    out = tables([workout("u1", odd, day(0)), workout("u1", "a-plan", day(0))])
+    text = _recent(out, "u1", midnight(0))
+    assert text is not None and list(json.loads(text)) == ["a-plan", odd]
+    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+
+
+def test_recent_items_stay_out_of_the_ranking_features() -> None:
+    assert RECENT_ITEMS_REF == "user_recent_items:recent_items"
+    assert RECENT_ITEMS_TABLE not in RANKING_VIEW_FEATURES and "recent_items" not in RANKING_FEATURES
 
 
 def test_events_transform_quickly() -> None:
