@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipelines.bench_serving import bench_serving_cached_cmd, bench_serving_soak_cmd, bench_serving_uncached_cmd
 from pipelines.bench_train import bench_train_cmd
 from pipelines.config import PipelineSettings
 
@@ -623,34 +624,10 @@ def bench_features_cmd(
         console.print(line)
 
 
-@bench_app.command("serve")
-def bench_serve_cmd(
-    seconds: Annotated[int, typer.Option(min=1, help="Seconds per wrk run.")] = 10,
-    connections: Annotated[int, typer.Option(min=1, help="wrk connections.")] = 32,
-) -> None:
-    """Cached top-10 requests/s against a trivial endpoint of the same app (needs wrk and a trained model)."""
-    from pipelines.benchmarks import bench_serving
-
-    figures = bench_serving(PipelineSettings(), seconds=seconds, connections=connections)
-    console.print(
-        f"trivial endpoint: {figures['trivial_rps']:,.0f} req/s; cached top-10: "
-        f"{figures['cached_top10_rps']:,.0f} req/s; ratio {figures['ratio']:.2f} (target ≥ 0.7)"
-    )
-
-
 bench_app.command("train")(bench_train_cmd)
-
-
-@bench_app.command("uncached")
-def bench_uncached_cmd(requests: Annotated[int, typer.Option(min=10, help="Users to rank.")] = 300) -> None:
-    """Latency of an uncached top-10 (features + scoring + filters) over the configured candidates."""
-    from pipelines.benchmarks import bench_uncached
-
-    figures = bench_uncached(PipelineSettings(), requests=requests)
-    console.print(
-        f"uncached top-10 from {figures['candidates']} candidates over {figures['requests']} users: "
-        f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms (target p99 ≤ 20 ms)"
-    )
+bench_app.command("serving-cached")(bench_serving_cached_cmd)
+bench_app.command("serving-uncached")(bench_serving_uncached_cmd)
+bench_app.command("serving-soak")(bench_serving_soak_cmd)
 
 
 @check_app.command("reliability")

@@ -1,7 +1,6 @@
 """Start-up refuses unsafe settings outside dev (issue 7, item 2), the trusted-proxy setting (item 5), and
 every uvicorn launch of the project leaves forwarded headers to the app (item 5)."""
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -74,8 +73,8 @@ def test_fitrec_serve_turns_uvicorn_proxy_headers_off(monkeypatch: pytest.Monkey
 
 
 def test_serving_benchmark_turns_uvicorn_proxy_headers_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pipelines import benchmarks
-    from pipelines.config import PipelineSettings
+    from pipelines import bench_serving
+    from pipelines.reliability import stack  # noqa: F401 - imported before Popen is replaced (imports run uname)
 
     launched: list[list[str]] = []
 
@@ -83,9 +82,9 @@ def test_serving_benchmark_turns_uvicorn_proxy_headers_off(monkeypatch: pytest.M
         launched.append(args)
         raise RuntimeError("launched")
 
-    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(subprocess, "Popen", popen)
-    with pytest.raises(RuntimeError, match="launched"):
-        benchmarks.bench_serving(PipelineSettings(FITREC_DATA_DIR=tmp_path))
+    folder = bench_serving.BenchFolder(data_dir=tmp_path, users=[])
+    with pytest.raises(RuntimeError, match="launched"), bench_serving.running_app("memory", folder, {}, env={}):
+        pass
     [args] = launched
     assert "uvicorn" in args and "--no-proxy-headers" in args
