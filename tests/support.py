@@ -5,7 +5,7 @@ import email.policy
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from platform_api.catalogue.service import Item
+from serving.ranking.model_holder import LoadedModel
 
 
 def free_port() -> int:
@@ -107,3 +110,83 @@ def build_trained_stack(data_dir: Path, *, users: int = 200, days: int = 30, see
     build_features(settings)
     run_training(settings, config=TrainingConfig(two_tower=False))
     return TrainedStack(data_dir=data_dir, api_key=secret, end=end, users=users)
+
+
+# --- fakes of the model and the online store, for the ranking path (pure logic and fault tests) ---
+
+CATEGORIES = ("cardio", "strength", "stretching", "plyometrics")
+
+
+def make_item(i: int, **overrides: Any) -> Item:
+    values: dict[str, Any] = {
+        "item_id": f"it-{i}",
+        "item_type": "plan",
+        "title": f"Item {i}",
+        "category": CATEGORIES[i % len(CATEGORIES)],
+        "level": "beginner",
+        "goal": "endurance",
+        "equipment": ("body only",),
+        "muscles": (),
+        "duration_min": 30,
+        "premium": False,
+    }
+    values.update(overrides)
+    return Item(**values)
+
+
+def fake_items() -> list[Item]:
+    items = [make_item(i) for i in range(40)]
+    items[1] = make_item(1, equipment=("barbell",))  # needs a barbell
+    items[2] = make_item(2, premium=True)
+    items[3] = make_item(3, level="expert")
+    items[4] = make_item(4, category="powerlifting", level="intermediate")  # hard
+    return items
+
+
+class FakeOnline:
+    """The online store: one user row per user, item features the path assembles."""
+
+    def __init__(self, users: Mapping[str, dict[str, Any]]) -> None:
+        self.users = users
+        self.reads = 0
+
+    def readable(self, refs: Sequence[str]) -> list[str]:
+        return list(refs)
+
+    def user_row(self, user_id: str, extra: Sequence[str] = ()) -> dict[str, Any]:
+        self.reads += 1
+        return dict(self.users.get(user_id, {}))
+
+    def assemble(self, user: Mapping[str, Any], item_ids: Sequence[str]) -> pd.DataFrame:
+        # it-N scores N (other ids, as the real catalogue's, score 0)
+        quality = [float(i[3:]) if i.startswith("it-") and i[3:].isdigit() else 0.0 for i in item_ids]
+        return pd.DataFrame(
+            {"quality": quality, "item_intensity": [0.85 if i == "it-4" else 0.3 for i in item_ids]},
+            index=pd.Index(list(item_ids), name="item_id"),
+        )
+
+
+class FakeRanker:
+    """Scores by `quality` (item number): it-39 is best; attributes every score to quality."""
+
+    feature_names = ("quality",)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        self.calls += 1
+        return frame["quality"].to_numpy(dtype=float)
+
+    def contributions(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+        return ["quality"], frame[["quality"]].to_numpy(dtype=float)
+
+
+class FakeArms:
+    """Every user on the champion arm, served by `ranker` as `version`."""
+
+    def __init__(self, ranker: Any, version: str = "3") -> None:
+        self.current = LoadedModel(version=version, ranker=ranker) if ranker else None
+
+    def for_user(self, user_id: str) -> tuple[str, LoadedModel | None]:
+        return "champion", self.current

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-from support import serve_app
+from support import FakeArms, FakeOnline, serve_app
 
 from pipelines.reliability.servers import PrivateRedis
 from platform_api.auth.api_keys import create_api_key
@@ -24,8 +24,7 @@ from platform_api.config import PlatformSettings
 from platform_api.runtime import open_platform
 from serving.app import create_app
 from serving.config import ServingSettings
-from serving.ranking.model_holder import LoadedModel
-from serving.ranking.path import Recommender
+from serving.ranking.path import RankingPath, Recommender
 
 pytestmark = pytest.mark.robustness
 PREFIX = "t:"
@@ -35,18 +34,6 @@ class FakeRanker:
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         return np.arange(len(frame), dtype=float)
 
-    def explain(self, frame: pd.DataFrame, *, relative: bool = False) -> list[str]:
-        return ["category_affinity"] * len(frame)
-
-
-class FakeHolder:
-    current = LoadedModel(version="7", ranker=FakeRanker())
-    problem = None
-
-
-def _fetch(user_id: str, item_ids) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    return pd.DataFrame({"item_id": list(item_ids)})
-
 
 @contextmanager
 def _serve(settings: ServingSettings) -> Iterator[str]:
@@ -54,14 +41,14 @@ def _serve(settings: ServingSettings) -> Iterator[str]:
     app = create_app(settings)
     with serve_app(app) as base:
         state = app.state.serving
+        arms = FakeArms(FakeRanker(), version="7")
         state.recommender = Recommender(
-            catalogue=state.recommender.catalogue,
-            fetch_features=_fetch,
-            models=FakeHolder(),  # type: ignore[arg-type]
+            path=RankingPath(catalogue=state.recommender.catalogue, online=FakeOnline({})),
+            models=arms,  # type: ignore[arg-type]
             cache=state.cache,
             cache_prefix=PREFIX,
             cache_ttl_s=300,
-            n_candidates=50,
+            request_ids=state.recommender.request_ids,
         )
         yield base
 
@@ -103,7 +90,8 @@ def test_redis_killed_falls_back_and_returns_when_it_is_back(app_settings, redis
     with _serve(settings) as base:
         first, second = _rec(base, key, "u-1"), _rec(base, key, "u-1")
         assert first.json()["cached"] is False and second.json()["cached"] is True  # from Redis
-        assert direct.keys(f"{PREFIX}rec:*") == [b"t:rec:v7:u-1:10"]
+        assert direct.keys(f"{PREFIX}rec:*") == [b"t:rec:u-1"]
+        assert direct.hkeys(b"t:rec:u-1") == [b"v7:champion:home:10"]
         assert httpx.get(f"{base}/health/ready").json()["checks"]["cache"]["status"] == "ok"
 
         redis_server.kill()
@@ -122,7 +110,7 @@ def test_redis_killed_falls_back_and_returns_when_it_is_back(app_settings, redis
         time.sleep(0.5)  # past breaker_reset_s: the next call tries Redis again
         assert _rec(base, key, "u-30").status_code == 200
         assert _rec(base, key, "u-31").status_code == 200
-        assert b"t:rec:v7:u-31:10" in redis.Redis.from_url(redis_server.url).keys(f"{PREFIX}rec:*")
+        assert b"t:rec:u-31" in redis.Redis.from_url(redis_server.url).keys(f"{PREFIX}rec:*")
 
 
 def test_a_frozen_redis_blocks_nothing(app_settings, redis_server) -> None:  # type: ignore[no-untyped-def]

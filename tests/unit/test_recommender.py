@@ -1,146 +1,140 @@
-"""The recommendation path with fakes for the model and the features (pure logic)."""
+"""The ranking path with fakes for the model and the online store (pure logic): rules, slate, reasons, cache."""
 
 import asyncio
 import json
+import time
+from collections.abc import Mapping
+from typing import Any
 
-import numpy as np
-import pandas as pd
+from support import CATEGORIES, FakeArms, FakeOnline, FakeRanker, fake_items, make_item
 
-from platform_api.catalogue.service import Item
 from serving.ranking.cache import MemoryCache
+from serving.ranking.catalogue import Catalogue
 from serving.ranking.model_holder import LoadedModel
-from serving.ranking.path import Catalogue, Recommender
+from serving.ranking.path import RankingPath, Recommender
+from serving.ranking.request_ids import RequestIds
+from serving.ranking.rules import Access
 from serving.schemas import RecommendationsPublic
 
 
-def _item(i: int, equipment: tuple[str, ...] = ("body only",)) -> Item:
-    return Item(
-        item_id=f"it-{i}",
-        item_type="plan",
-        title=f"Item {i}",
-        category="cardio",
-        level="beginner",
-        goal="endurance",
-        equipment=equipment,
-        muscles=(),
-        duration_min=30,
-        premium=False,
+def _path(users: Mapping[str, dict[str, Any]], *, access: Access | None = None, items=None) -> RankingPath:  # type: ignore[no-untyped-def]
+    return RankingPath(
+        catalogue=Catalogue(items or fake_items(), {"it-0": 5.0, "it-8": 4.0}),
+        online=FakeOnline(users),
+        access=(lambda _: access) if access else None,
+        n_candidates=50,
     )
 
 
-class FakeRanker:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        self.calls += 1
-        return frame["quality"].to_numpy(dtype=float)
-
-    def explain(self, frame: pd.DataFrame, *, relative: bool = False) -> list[str]:
-        return ["category_affinity"] * len(frame)
+def _slate(path: RankingPath, user: str, k: int = 10) -> list[dict[str, Any]]:
+    return path.rank(user, k=k, model=LoadedModel(version="1", ranker=FakeRanker()))
 
 
-class FakeHolder:
-    def __init__(self, ranker: FakeRanker | None) -> None:
-        self.current = LoadedModel(version="3", ranker=ranker) if ranker else None
+KETTLEBELL_BEGINNER = {"fitness_level": "beginner", "equipment": "kettlebells", "goal": "endurance"}
 
 
-def _recommender(ranker: FakeRanker | None, served: list[dict]) -> Recommender:  # type: ignore[type-arg]
-    items = [_item(i) for i in range(20)] + [_item(99, equipment=("barbell",))]
+def test_rules_keep_out_what_the_user_cannot_or_should_not_do() -> None:
+    now = time.time()
+    recent = {
+        "it-39": {"completed": now - 3600},
+        "it-38": {"dismissed": now - 86400},
+        "it-37": {"completed": now - 9e5},
+    }
+    path = _path({"u": {**KETTLEBELL_BEGINNER, "recent_items": json.dumps(recent)}})
+    ids = [e["item_id"] for e in _slate(path, "u")]
+    assert len(ids) == 10
+    assert "it-1" not in ids  # needs a barbell the user lacks
+    assert "it-2" not in ids  # premium without an entitlement
+    assert "it-3" not in ids  # expert: two levels above a beginner
+    assert "it-39" not in ids and "it-38" not in ids  # completed / dismissed within 7 days
+    assert "it-37" in ids  # completed 10 days ago: allowed again
 
-    def fetch(user_id: str, item_ids) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-        return pd.DataFrame(
-            {
-                "item_id": item_ids,
-                "quality": [100.0 if i == "it-99" else float(i.split("-")[1]) for i in item_ids],
-                "equipment_fit": [0.0 if i == "it-99" else 1.0 for i in item_ids],
-            }
-        )
 
-    return Recommender(
-        catalogue=Catalogue(items, {"it-0": 5.0}),
-        fetch_features=fetch,
-        models=FakeHolder(ranker),
+def test_an_entitlement_opens_premium_and_an_unlock_opens_onemake_item() -> None:
+    user = {"u": KETTLEBELL_BEGINNER}
+    items = [make_item(i, premium=True) if i > 30 else make_item(i) for i in range(40)]
+    trial = [e["item_id"] for e in _slate(_path(user, access=Access(premium=True), items=items), "u")]
+    assert "it-39" in trial
+    unlocked = _slate(_path(user, access=Access(premium=False, unlocked=frozenset({"it-35"})), items=items), "u")
+    premium_shown = {e["item_id"] for e in unlocked} & {f"it-{i}" for i in range(31, 40)}
+    assert premium_shown == {"it-35"}
+
+
+def test_at_most_three_of_a_category_and_never_short() -> None:
+    path = _path({"u": KETTLEBELL_BEGINNER})
+    slate = _slate(path, "u")
+    categories = [path.catalogue.by_id[e["item_id"]].category for e in slate]
+    assert len(slate) == 10 and max(categories.count(c) for c in set(categories)) <= 3
+    # Only two categories feasible (everything else needs a barbell): the cap gives way, the slate stays full.
+    few = [make_item(i, category=("cardio" if i % 2 else "strength")) for i in range(12)]
+    few += [make_item(100 + i, equipment=("barbell",)) for i in range(10)]
+    short = _slate(_path({"u": KETTLEBELL_BEGINNER}, items=few), "u")
+    assert len(short) == 10 and all(int(e["item_id"][3:]) < 100 for e in short)
+
+
+def test_low_recovery_demotes_hard_sessions_and_says_why() -> None:
+    items = [make_item(i, category=CATEGORIES[i % 3]) for i in range(6) if i != 4] + [
+        make_item(4, category="powerlifting")
+    ]
+    tired = {**KETTLEBELL_BEGINNER, "fitness_level": "intermediate", "recovery_score": 0.2, "sleep_7d_avg": 330.0}
+    slate = _slate(_path({"u": tired}, items=items), "u", k=6)
+    assert slate[-1]["item_id"] == "it-4"  # the hard one goes last although it scores above it-0..3
+    assert slate[0]["reason"] == "Light session: your sleep was short this week (5.5 h a night)"
+    fresh = {**tired, "recovery_score": 0.9}
+    assert _slate(_path({"u": fresh}, items=items), "u", k=6)[1]["item_id"] == "it-4"
+
+
+def test_cold_and_unknown_users_get_a_full_feasible_slate() -> None:
+    slate = _slate(_path({}), "nobody")  # nothing online: beginner, equipment not filtered, no premium
+    ids = [e["item_id"] for e in slate]
+    assert len(ids) == 10 and "it-2" not in ids and "it-3" not in ids
+
+
+def test_explain_gives_the_rankers_contributions_with_values() -> None:
+    path = _path({"u": KETTLEBELL_BEGINNER})
+    slate = path.rank("u", k=3, model=LoadedModel(version="1", ranker=FakeRanker()), explain=True)
+    top = slate[0]
+    assert top["explanation"] == [
+        {"feature": "quality", "value": float(top["item_id"][3:]), "contribution": top["score"]}
+    ]
+
+
+def test_answers_are_cached_per_user_and_invalidated_together() -> None:
+    ranker, served = FakeRanker(), []  # type: ignore[var-annotated]
+    rec = Recommender(
+        path=_path({"u-1": KETTLEBELL_BEGINNER}),
+        models=FakeArms(ranker),  # type: ignore[arg-type]
         cache=MemoryCache(),
-        cache_prefix="t:",  # type: ignore[arg-type]
+        cache_prefix="t:",
         cache_ttl_s=300,
-        n_candidates=50,
+        request_ids=RequestIds(b"k" * 32),
         on_served=lambda **kw: served.append(kw),
     )
-
-
-def test_top_k_by_score_filters_infeasible_and_caches() -> None:
-    ranker, served = FakeRanker(), []
-    rec = _recommender(ranker, served)
     first = RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-1", k=3)))
-    assert [d.item_id for d in first.data] == ["it-19", "it-18", "it-17"]  # it-99 scores highest but needs a barbell
-    assert first.cached is False and first.model_version == "v3" and first.count == 3
-    assert first.fallback_reason is None
-    assert first.data[0].reason == "Because you like cardio"
+    assert first.cached is False and first.model_version == "v3" and first.count == 3 and first.arm == "champion"
     second = RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-1", k=3)))
     assert second.cached is True and second.data == first.data and ranker.calls == 1
-    assert second.request_id != first.request_id
-    assert [[d["item_id"] for d in json.loads(s["data_json"])] for s in served] == [["it-19", "it-18", "it-17"]] * 2
-    assert [s["request_id"] for s in served] == [first.request_id, second.request_id]
+    assert second.request_id != first.request_id and rec.request_ids.verify(second.request_id, "u-1")
+    other_k = RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-1", k=4)))
+    assert other_k.cached is False
+    asyncio.run(rec.invalidate("u-1"))
+    assert RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-1", k=3))).cached is False
+    assert RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-1", k=4))).cached is False
+    assert [s["cached"] for s in served] == [False, True, False, False, False]
+    assert {s["arm"] for s in served} == {"champion"}
 
 
-def test_candidates_follow_popularity() -> None:
-    catalogue = Catalogue([_item(i) for i in range(5)], {"it-3": 9.0, "it-1": 4.0})
-    assert catalogue.candidates(3) == ["it-3", "it-1", "it-0"]
-
-
-def test_no_model_answers_popularity() -> None:
-    served: list[dict] = []  # type: ignore[type-arg]
-    answer = RecommendationsPublic.model_validate_json(asyncio.run(_recommender(None, served).answer("u-1", k=3)))
-    assert answer.model_version == "fallback:popularity" and answer.fallback_reason == "model_unavailable"
-    assert [d.item_id for d in answer.data] == ["it-0", "it-1", "it-10"]  # it-0 is the most popular
-    assert served[0]["model_version"] == "fallback:popularity"
-
-
-class FakePackage(FakeRanker):
-    """A model with candidate sources, as the packaged recommender presents them to serving."""
-
-    user_attribute_refs = {"goal": "user_profile:goal"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.described: list[object] = []
-
-    def knows_user(self, user_id: str) -> bool:
-        return user_id != "u-new"
-
-    def users_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
-        return rows.rename(columns={"goal": "goal"})
-
-    def candidates(self, users, users_frame=None) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-        self.described.append(None if users_frame is None else users_frame["goal"].tolist())
-        items = ["it-3", "it-99", "it-5", "it-gone", "it-4"]  # it-gone left the catalogue
-        return pd.DataFrame(
-            {"user_id": users[0], "item_id": items, "ease_rank": [2.0, 2.0, 1.0, 4.0, np.nan], "n_sources": 1.0}
-        )
-
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        assert {"ease_rank", "n_sources", "quality"} <= set(frame.columns)  # source columns beside the features
-        return super().score(frame) - frame["ease_rank"].fillna(10).to_numpy()
-
-    def slate(self, item_ids, scores, k=None):  # type: ignore[no-untyped-def]
-        return np.argsort(-scores, kind="stable")[: (k or 10) - 1]  # a policy that shows one fewer
-
-
-def test_candidates_come_from_the_model_with_its_source_columns() -> None:
-    model, served = FakePackage(), []  # type: ignore[var-annotated]
-    rec = _recommender(None, served)
-    rec._models = FakeHolder(model)  # type: ignore[assignment]
-    attributes: list[tuple[str, dict[str, str]]] = []
-
-    def read(user_id: str, refs: dict[str, str]) -> pd.DataFrame:
-        attributes.append((user_id, refs))
-        return pd.DataFrame({"goal": ["mobility"]}, index=[user_id])
-
-    rec.user_attributes = read  # type: ignore[assignment]
+def test_no_model_answers_conservative_popularity() -> None:
+    rec = Recommender(
+        path=_path({}),
+        models=FakeArms(None),  # type: ignore[arg-type]
+        cache=MemoryCache(),
+        cache_prefix="t:",
+        cache_ttl_s=300,
+        request_ids=RequestIds(b"k" * 32),
+    )
     answer = RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-1", k=3)))
-    # it-99 needs a barbell (filtered), it-gone is not in the catalogue; scores quality - ease_rank.
-    assert [d.item_id for d in answer.data] == ["it-5", "it-3"]  # the model's slate policy: k - 1
-    assert model.described == [None] and attributes == []  # a known user is not described
-    RecommendationsPublic.model_validate_json(asyncio.run(rec.answer("u-new", k=3)))
-    assert attributes == [("u-new", {"goal": "user_profile:goal"})] and model.described[-1] == ["mobility"]
+    assert answer.model_version == "fallback:popularity" and answer.fallback_reason == "model_unavailable"
+    # it-0 and it-8 are the most popular; nothing premium, expert or needing equipment.
+    assert [d.item_id for d in answer.data][:2] == ["it-0", "it-8"]
+    assert not {d.item_id for d in answer.data} & {"it-1", "it-2", "it-3"}

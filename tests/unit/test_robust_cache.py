@@ -52,7 +52,7 @@ def test_a_hung_redis_never_blocks_the_event_loop(hung: HungServer) -> None:
     order: list[str] = []
 
     async def read() -> None:
-        await cache.get("k")
+        await cache.get("k", "f")
         order.append("get")
 
     async def other() -> None:
@@ -70,8 +70,8 @@ def test_a_hung_redis_falls_back_and_opens_the_circuit(hung: HungServer) -> None
     cache = make_cache(f"redis://127.0.0.1:{hung.port}/0", timeout_s=0.05, breaker_failures=3, breaker_reset_s=60)
 
     async def scenario() -> list[bytes | None]:
-        await cache.set("k", b"v", 60)  # lands in the in-process fallback
-        values = [await cache.get("k") for _ in range(10)]
+        await cache.set("k", "f", b"v", 60)  # lands in the in-process fallback
+        values = [await cache.get("k", "f") for _ in range(10)]
         await cache.close()
         return values
 
@@ -85,10 +85,10 @@ def test_a_refusing_redis_falls_back() -> None:
     cache = make_cache(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.05)
 
     async def scenario() -> tuple[bytes | None, bytes | None]:
-        await cache.set("k", b"v", 60)
-        hit = await cache.get("k")
+        await cache.set("k", "f", b"v", 60)
+        hit = await cache.get("k", "f")
         await cache.delete("k")
-        miss = await cache.get("k")
+        miss = await cache.get("k", "f")
         with pytest.raises(RedisError):  # health checks ask Redis itself, and see it is down
             await cache.count()
         await cache.close()
@@ -105,11 +105,11 @@ class FlakyCache(MemoryCache):
         self.down = False
         self.calls = 0
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str, field: str) -> bytes | None:
         self.calls += 1
         if self.down:
             raise ConnectionError("down")
-        return await super().get(key)
+        return await super().get(key, field)
 
 
 def test_the_circuit_returns_to_redis_when_it_is_back() -> None:
@@ -117,14 +117,14 @@ def test_the_circuit_returns_to_redis_when_it_is_back() -> None:
     cache = FallbackCache(primary, MemoryCache(), failures=2, reset_s=0.05)
 
     async def scenario() -> None:
-        await primary.set("k", b"from-redis", 60)
-        assert await cache.get("k") == b"from-redis"
+        await primary.set("k", "f", b"from-redis", 60)
+        assert await cache.get("k", "f") == b"from-redis"
         primary.down = True
-        assert [await cache.get("k") for _ in range(5)] == [None] * 5  # the empty fallback answers
+        assert [await cache.get("k", "f") for _ in range(5)] == [None] * 5  # the empty fallback answers
         assert primary.calls == 3  # 1 good + 2 failures, then the circuit is open
         primary.down = False
         await asyncio.sleep(0.1)  # past reset_s: the next call tries Redis again, and closes the circuit
-        assert await cache.get("k") == b"from-redis"
-        assert await cache.get("k") == b"from-redis" and primary.calls == 5
+        assert await cache.get("k", "f") == b"from-redis"
+        assert await cache.get("k", "f") == b"from-redis" and primary.calls == 5
 
     asyncio.run(scenario())

@@ -5,24 +5,37 @@ import threading
 
 import pandas as pd
 import pytest
-from test_recommender import FakeHolder, FakeRanker, _item
+from support import FakeArms, FakeOnline, FakeRanker, make_item
 
 from serving.ranking.cache import MemoryCache
-from serving.ranking.path import Catalogue, FeaturesUnavailable, Recommender
+from serving.ranking.catalogue import Catalogue
+from serving.ranking.path import FeaturesUnavailable, RankingPath, Recommender
+from serving.ranking.request_ids import RequestIds
 from serving.schemas import RecommendationsPublic
 
 pytestmark = pytest.mark.robustness
 
 
+class FailingOnline(FakeOnline):
+    def __init__(self, fetch) -> None:  # type: ignore[no-untyped-def]
+        super().__init__({})
+        self._fetch = fetch
+
+    def assemble(self, user, item_ids) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+        return self._fetch(user, item_ids)
+
+
 def _recommender(fetch, *, timeout_s: float = 2.0) -> Recommender:  # type: ignore[no-untyped-def]
+    path = RankingPath(
+        catalogue=Catalogue([make_item(i) for i in range(20)], {"it-7": 3.0}), online=FailingOnline(fetch)
+    )
     return Recommender(
-        catalogue=Catalogue([_item(i) for i in range(20)], {"it-7": 3.0}),
-        fetch_features=fetch,
-        models=FakeHolder(FakeRanker()),  # type: ignore[arg-type]
+        path=path,
+        models=FakeArms(FakeRanker()),  # type: ignore[arg-type]
         cache=MemoryCache(),
         cache_prefix="t:",
         cache_ttl_s=300,
-        n_candidates=50,
+        request_ids=RequestIds(b"k" * 32),
         rank_timeout_s=timeout_s,
         breaker_failures=2,
         breaker_reset_s=60,
