@@ -17,7 +17,7 @@ import mlflow
 import polars as pl
 import sqlalchemy as sa
 
-from features.schema import ENGAGEMENT_WEIGHTS
+from features.schema import ENGAGEMENT_WEIGHTS, PROFILE_EVENT_TYPES
 from features.services import RANKING_FEATURES, RANKING_SERVICE
 from pipelines.build_features import feature_store, offline_url, read_items, read_validated_events
 from pipelines.config import PipelineSettings
@@ -29,7 +29,8 @@ from training.datasets import LABEL_EVENT_TYPES
 from training.steps import STEPS, DatasetSources, Tracking, TrainingConfig, TuneOptions, run_steps
 
 # The event types training reads: labels, the generators' interactions and the users' profiles.
-TRAIN_EVENT_TYPES = tuple(dict.fromkeys((*LABEL_EVENT_TYPES, *ENGAGEMENT_WEIGHTS, "user.created")))
+# Profiles as they were at each time: sign-up answers, then every update.
+TRAIN_EVENT_TYPES = tuple(dict.fromkeys((*LABEL_EVENT_TYPES, *ENGAGEMENT_WEIGHTS, *PROFILE_EVENT_TYPES)))
 SIMULATION_MANIFEST = "simulation.json"
 # progress(step, steps_done, steps_total), as the feature build reports it.
 Progress = Callable[[str, int, int], None]

@@ -140,7 +140,7 @@ class TrainingConfig:
 class DatasetSources:
     """What the dataset step reads, handed over by the caller."""
 
-    events: pl.DataFrame  # validated events (the label types, the engagement types, user.created)
+    events: pl.DataFrame  # validated events (the label types, the engagement types, the profile events)
     items: pl.DataFrame  # the catalogue (features.transforms.items_frame)
     store: FeatureStore  # point-in-time features of the feature service
     source: str  # where the events were read from (a URI without secrets), for the dataset's lineage
