@@ -9,6 +9,7 @@ idempotency key: the same key twice gives the first entry back and moves nothing
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 from sqlalchemy import func, select
@@ -81,12 +82,35 @@ def premium_access(session: Session, *, user_id: str, item_id: str, now: datetim
 
 
 def premium_catalogue_access(session: Session, *, user_id: str, now: datetime | None = None) -> tuple[bool, set[str]]:
-    """(whether every premium item is open: an active trial or subscription, the items unlocked with credits)."""
-    status = get_status(session, user_id=user_id, now=now)
+    """(whether every premium item is open: an active trial or subscription, the items unlocked with credits).
+
+    The same verdict as `get_status(...).premium` in two queries instead of four: the ranking path asks it
+    on every uncached recommendation.
+    """
+    now = _now(now)
+
+    def one(column: Any, table: Any) -> Any:
+        return select(column).where(table.user_id == user_id).scalar_subquery()
+
+    row = session.execute(
+        select(
+            one(Trial.started_at, Trial),
+            one(Trial.ends_at, Trial),
+            one(Subscription.status, Subscription),
+            one(Subscription.current_period_end, Subscription),
+        )
+    ).one()
+    started, ends, status, period_end = row
+    trial = started is not None and ends is not None and _aware(started) <= now < _aware(ends)
+    subscribed = status == "active" and period_end is not None and _aware(period_end) > now
     unlocked = session.scalars(
         select(CreditEntry.ref).where(CreditEntry.user_id == user_id, CreditEntry.reason == "unlock")
     ).all()
-    return status.premium, {ref for ref in unlocked if ref}
+    return trial or subscribed, {ref for ref in unlocked if ref}
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def require_premium(session: Session, *, user_id: str, item_id: str) -> str:

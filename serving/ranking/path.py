@@ -221,10 +221,13 @@ class RankingPath:
             # A model packaged before contributions: its one driver per row.
             drivers = {j: [d] for j, d in zip(scored, ranker.explain(frame.iloc[scored], relative=True), strict=True)}
             attribution = None
+        columns = list(frame.columns)
+        block = frame.iloc[scored].to_numpy(dtype=np.float64) if scored else np.empty((0, len(columns)))
+        values_of = {j: dict(zip(columns, block[i].tolist(), strict=True)) for i, j in enumerate(scored)}
         if attribution is not None:
             names, contrib = attribution
             relative = contrib - contrib.mean(axis=0) if len(scored) > 1 else contrib
-            values = frame.iloc[scored][names].to_numpy(dtype=np.float64)
+            values = block[:, pd.Index(columns).get_indexer(names)]
             for i, j in enumerate(scored):
                 order = np.argsort(-relative[i], kind="stable")
                 drivers[j] = [names[f] for f in order if relative[i, f] > 0]
@@ -248,7 +251,7 @@ class RankingPath:
         out = []
         for pick, at in zip(picks, rows, strict=True):
             item = catalogue.items[pick.position]
-            row = frame.iloc[at].to_dict() if at is not None else {"item_intensity": catalogue.intensity[pick.position]}
+            row = values_of[at] if at is not None else {"item_intensity": catalogue.intensity[pick.position]}
             entry: dict[str, Any] = {
                 "item_id": item.item_id,
                 "item_type": item.item_type,

@@ -124,6 +124,10 @@ def test_trial_once(platform: Platform, client: TestClient) -> None:
     assert abs(ends - datetime.now(UTC) - timedelta(days=14)) < timedelta(minutes=5)
     me = client.get("/v1/entitlements/me", headers=user.headers).json()
     assert me["premium"] and me["trial_active"]
+    with platform.sessions() as session:
+        assert service.premium_catalogue_access(session, user_id=user.id) == (True, set())
+        later = datetime.now(UTC) + timedelta(days=15)
+        assert service.premium_catalogue_access(session, user_id=user.id, now=later) == (False, set())
     assert error_code(client.post("/v1/entitlements/trial", headers=user.headers)) == "trial_used"
 
 
@@ -150,6 +154,11 @@ def test_subscription_renewal_and_expiry(platform: Platform) -> None:
         assert service.get_status(session, user_id=user.id, now=t0 + timedelta(days=59)).premium
         late = service.get_status(session, user_id=user.id, now=t0 + timedelta(days=61))
         assert late.subscription_status == "expired" and not late.premium
+        # The ranking path's two-query verdict agrees with the full status on either side of the end.
+        for day in (59, 61):
+            at = t0 + timedelta(days=day)
+            premium, _ = service.premium_catalogue_access(session, user_id=user.id, now=at)
+            assert premium == service.get_status(session, user_id=user.id, now=at).premium
         sub, _ = activate("p3", t0 + timedelta(days=90))  # after expiry a new period starts at payment
         assert sub.current_period_end == t0 + timedelta(days=90) + month  # type: ignore[attr-defined]
         assert session.scalar(select(func.count()).select_from(CreditEntry)) == 0
