@@ -59,6 +59,7 @@ class ServingState:
         self.served.close()
         if self.impressions is not None:
             self.impressions.close()  # after the served log's last flush: a last load of what it wrote
+        self.recommender.path.scorer.close()
         self.platform.close()
 
     async def aclose(self) -> None:
