@@ -356,16 +356,22 @@ def users_frame(rows: pd.DataFrame, attributes: Mapping[str, str], multi_valued:
     user_id) as a generators' users frame: columns renamed to the keys of `attributes`, multi-valued ones
     (`multi_valued`: column -> separator) split into sorted lists, blank values missing. Training and serving
     both build cold users' descriptions through this one function."""
-    out = pd.DataFrame(index=rows.index)
-    for column, ref in attributes.items():
+    out: dict[str, list[Any]] = {}
+    for column, ref in attributes.items():  # plain lists: a request describes one user (pandas: ~2 ms)
         feature = ref.split(":", 1)[-1]
-        values = rows[feature].astype(object) if feature in rows else pd.Series(None, index=rows.index, dtype=object)
-        values = values.where(values.notna() & (values.astype(str) != ""), None)
+        values = rows[feature].tolist() if feature in rows else [None] * len(rows)
+        values = [None if _blank(v) else v for v in values]
         separator = multi_valued.get(column)
         if separator:
-            values = values.map(lambda v, sep=separator: _split(v, sep))
+            values = [_split(v, separator) for v in values]
         out[column] = values
-    return out
+    return pd.DataFrame(out, index=rows.index, dtype=object)
+
+
+def _blank(value: Any) -> bool:
+    if isinstance(value, list | tuple | np.ndarray):
+        return False
+    return value is None or bool(pd.isna(value)) or str(value) == ""
 
 
 def _split(value: Any, separator: str) -> Any:

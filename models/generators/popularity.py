@@ -100,8 +100,15 @@ class PopularityGenerator(ScoringGenerator):
     def _score_users(self, codes: np.ndarray, attributes: pd.DataFrame | None) -> np.ndarray:
         segment = np.where(codes >= 0, self.user_segment[np.maximum(codes, 0)], 0)
         if attributes is not None and self.segment_labels and set(self.segment_columns or ()) <= set(attributes):
-            described = pd.Index(self.segment_labels).get_indexer(
-                segment_keys(attributes, self.segment_columns or ()).fillna("")
+            # The keys `segment_keys` gives, row by row (pandas costs milliseconds for the one row of a request).
+            lookup = {label: j for j, label in enumerate(self.segment_labels)}
+            columns = [attributes[c].tolist() for c in self.segment_columns or ()]
+            described = np.asarray(
+                [
+                    lookup.get("|".join(str(v) for v in values), -1) if not any(pd.isna(v) for v in values) else -1
+                    for values in zip(*columns, strict=True)
+                ],
+                dtype=np.int64,
             )
             segment = np.where(described >= 0, described + 1, segment)
         return self.segment_scores[segment]
