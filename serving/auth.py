@@ -20,6 +20,7 @@ from platform_api.runtime import Platform
 KEY_TTL_S = 30.0
 STALE_S = 3600.0
 READ_SCOPE = "recommendations:read"
+FEEDBACK_SCOPE = "feedback:write"
 
 
 class KeyCache:
@@ -76,4 +77,13 @@ def ensure_can_read(principal: Principal, user_id: str) -> None:
         return
     if principal.kind == "service":
         raise ApiError(403, f"API key scope {READ_SCOPE!r} required", code="insufficient_scope")
+    raise ApiError(404, "user not found")
+
+
+def ensure_can_send_feedback(principal: Principal, user_id: str) -> None:
+    """A service with the feedback scope or the user themself (feedback becomes their ranking labels); 404 else."""
+    if principal.has_scope(FEEDBACK_SCOPE) or principal.user_id == user_id:
+        return
+    if principal.kind == "service":
+        raise ApiError(403, f"API key scope {FEEDBACK_SCOPE!r} required", code="insufficient_scope")
     raise ApiError(404, "user not found")

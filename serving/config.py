@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from platform_api.config import PlatformSettings, default_data_dir
+from platform_api.config import DEV_PLACEHOLDER, PlatformSettings, default_data_dir
+
+MIN_SECRET_BYTES = 32
 
 
 class ServingSettings(BaseSettings):
@@ -49,9 +51,27 @@ class ServingSettings(BaseSettings):
     email_relay_s: int = Field(30, ge=0, description="how often unsent emails of the outbox are retried; 0 = never")
     model_refresh_s: int = Field(60, ge=0, description="how often to check the alias for a new version; 0 = never")
     served_flush_s: float = Field(1.0, gt=0, description="how often served slates are written to the served log")
+    served_load_s: float = Field(
+        2.0, ge=0, description="how often served slates are loaded into the event log as impressions; 0 = never"
+    )
+    environment: str = Field("dev", validation_alias=AliasChoices("FITREC_ENV", "FITREC_SERVING_ENVIRONMENT"))
+    # Signs request ids so feedback can refuse forged ones without storing any. Every API replica must hold
+    # the same secret (and keep it across restarts): an id one replica made is checked by another. In dev
+    # the placeholder is the key, so local replicas agree; outside dev it is refused.
+    request_id_secret: SecretStr = SecretStr(DEV_PLACEHOLDER)
     push_interval_s: float = Field(
         2.0, ge=0, description="how often new events are pushed into users' online features; 0 = never"
     )
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret(self) -> "ServingSettings":
+        """Outside dev the placeholder (public in the source) would let anyone forge request ids."""
+        secret = self.request_id_secret.get_secret_value()
+        if self.environment != "dev" and DEV_PLACEHOLDER in secret:
+            raise ValueError("request_id_secret must be set outside dev (FITREC_SERVING_REQUEST_ID_SECRET)")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"request_id_secret must be at least {MIN_SECRET_BYTES} bytes")
+        return self
 
     @property
     def tracking_uri(self) -> str:

@@ -1,8 +1,9 @@
 """Response and request models of the serving API."""
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from serving.ranking.schemas import RecommendationPublic
 
@@ -78,3 +79,42 @@ class LivePublic(BaseModel):
 
 class FreshnessPublic(BaseModel):
     views: dict[str, float | None] = Field(examples=[{"user_workout_stats": 412.5, "item_catalogue": 3600.0}])
+
+
+FeedbackAction = Literal["click", "dismiss", "enroll", "start", "complete"]
+
+
+class FeedbackCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "9f2c…",
+                    "item_id": "plan-build-strength-beginner-home",
+                    "action": "click",
+                    "user_id": "u-00042",
+                }
+            ]
+        },
+    )
+
+    request_id: str = Field(min_length=1, max_length=64, description="the request_id of the recommendations answer")
+    item_id: str = Field(min_length=1, max_length=128, description="the recommended item acted on")
+    action: FeedbackAction = Field(
+        description="click; dismiss (not for me); enroll (in the plan), start or complete (its workout)"
+    )
+    user_id: str = Field(min_length=1, max_length=64, description="the user the recommendations were for")
+    occurred_at: AwareDatetime | None = Field(None, description="when the user acted (default: when it arrives)")
+
+
+class FeedbackPublic(BaseModel):
+    event_id: str = Field(description="the event's id: the same request_id, item and action always give this id")
+    event_type: str = Field(examples=["recommendation.clicked", "recommendation.dismissed", "recommendation.converted"])
+    request_id: str
+    item_id: str
+    action: FeedbackAction
+    user_id: str
+    position: int | None = Field(description="the item's place in the slate; null when the slate was not known yet")
+    occurred_at: datetime
+    duplicate: bool = Field(description="true when this feedback had been recorded before (a retry): stored once")

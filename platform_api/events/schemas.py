@@ -120,12 +120,23 @@ class RecommendationImpression(Props):
     model_version: Label
     arm: Label = "control"
     surface: Label = "home"
+    cached: bool = False
     score: float | None = None
 
 
 class RecommendationAction(Props):
     request_id: Id
-    position: int = Field(ge=0, le=1000)
+    # Null when the slate was not known yet where the action was recorded; the request_id still joins it.
+    position: int | None = Field(None, ge=0, le=1000)
+    model_version: Label | None = None
+    arm: Label | None = None
+    surface: Label | None = None
+
+
+class RecommendationConverted(RecommendationAction):
+    """The user went on from a recommended item: enrolled in the plan, started or completed its workout."""
+
+    action: Literal["enroll", "start", "complete"]
 
 
 class PaymentEvent(Props):
@@ -156,6 +167,7 @@ PROPERTIES: dict[str, type[Props]] = {
     "recommendation.impression": RecommendationImpression,
     "recommendation.clicked": RecommendationAction,
     "recommendation.dismissed": RecommendationAction,
+    "recommendation.converted": RecommendationConverted,
     "payment.completed": PaymentEvent,
     "payment.failed": PaymentEvent,
     "subscription.activated": SubscriptionActivated,
@@ -171,6 +183,7 @@ ITEM_REQUIRED_TYPES = frozenset(
         "recommendation.impression",
         "recommendation.clicked",
         "recommendation.dismissed",
+        "recommendation.converted",
     }
 )
 
