@@ -457,7 +457,7 @@ def create_key_cmd(
     name: Annotated[str, typer.Option(help="Who the key is for, e.g. 'app backend'.")],
     scope: Annotated[
         list[str], typer.Option(help="A scope to grant (repeat): recommendations:read, events:write, …")
-    ] = ["recommendations:read", "events:write"],  # noqa: B006 - typer reads the default, never mutates it
+    ] = ["recommendations:read", "feedback:write", "events:write"],  # noqa: B006 - typer reads the default, never mutates it
 ) -> None:
     """Create a service API key; its secret is shown once."""
     console.print(_create_key(name, scope))
@@ -535,7 +535,7 @@ def demo(
     simulate(users=users, days=days, seed=seed)
     features_build()
     train(two_tower=True, carves=2, holdout_days=None)
-    _run_server(host, port, key=_create_key("demo", ["recommendations:read", "events:write"]))
+    _run_server(host, port, key=_create_key("demo", ["recommendations:read", "feedback:write", "events:write"]))
 
 
 @bench_app.command("ingest")

@@ -11,7 +11,7 @@ from platform_api.deps import document_user_only
 from platform_api.errors import install_error_handlers
 from platform_api.routers import ROUTERS
 from serving.config import ServingSettings
-from serving.routes import feedback, health, recommendations
+from serving.routes import feedback, health, items, recommendations
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
@@ -41,6 +41,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(feedback.router)
+    app.include_router(items.router)
     for router in ROUTERS:
         document_user_only(router)
         app.include_router(router)

@@ -23,6 +23,24 @@ class ServingSettings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
     model_name: str = "fitrec-ranker"
     model_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    challenger_share: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of users the A/B split sends to the challenger alias; 0 = no split"
+    )
+    experiment: str = Field(
+        "ranker", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the A/B experiment's name (it salts the split)"
+    )
+    recent_window_days: float = Field(
+        7.0, ge=0, description="items completed or dismissed this recently are never recommended"
+    )
+    max_per_category: int = Field(3, ge=1, description="most items of one category in a slate")
+    max_level_above: int = Field(1, ge=0, le=2, description="how many levels above the user's an item may be")
+    near_cache_ttl_s: float = Field(
+        5.0, ge=0, description="seconds a slate read from Redis stays in this process too (0 = always ask Redis)"
+    )
+    catalogue_refresh_s: float = Field(
+        30.0, ge=0, description="how often the catalogue is re-read for newly published items; 0 = never"
+    )
     cache_ttl_s: int = Field(300, ge=1, description="seconds a computed top-k stays cached")
     cache_prefix: str = "fitrec:"
     cache_max_entries: int = Field(100_000, ge=1, description="in-process cache size (embedded default)")

@@ -17,6 +17,7 @@ class RecommendationsPublic(BaseModel):
         description='the registry version that ranked the answer ("v3"), or the fallback that served it '
         '("fallback:popularity": the catalogue\'s most popular items, when the model cannot rank)'
     )
+    arm: str = Field(description="the A/B arm that served the user: champion or challenger", examples=["champion"])
     cached: bool
     fallback_reason: str | None = Field(
         None,
@@ -36,13 +37,14 @@ class RecommendationsPublic(BaseModel):
                             "item_type": "plan",
                             "title": "Build strength: beginner home plan",
                             "score": 1.73,
-                            "reason": "Matches your goal",
+                            "reason": "Matches your goal: strength",
                         }
                     ],
                     "count": 1,
                     "user_id": "u-00042",
                     "request_id": "3f0c…",
                     "model_version": "v3",
+                    "arm": "champion",
                     "cached": False,
                     "fallback_reason": None,
                 }
@@ -118,3 +120,23 @@ class FeedbackPublic(BaseModel):
     position: int | None = Field(description="the item's place in the slate; null when the slate was not known yet")
     occurred_at: datetime
     duplicate: bool = Field(description="true when this feedback had been recorded before (a retry): stored once")
+
+
+class SimilarItemsPublic(BaseModel):
+    item_id: str
+    data: list[RecommendationPublic]
+    count: int
+    model_version: str | None = Field(description="the champion version whose item-to-item notion answered")
+
+
+class ArmPublic(BaseModel):
+    alias: str
+    version: str | None = Field(description='the registry version serving this arm ("v3"); null: none loaded')
+    share: float = Field(description="share of users this arm serves")
+    problem: str | None = Field(None, description="why the alias's version is not the one serving, if so")
+
+
+class ModelPublic(BaseModel):
+    model_name: str
+    experiment: str
+    arms: dict[str, ArmPublic]

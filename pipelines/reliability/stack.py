@@ -28,7 +28,7 @@ from platform_api.catalogue.service import list_items, seed_catalogue
 from platform_api.runtime import Platform, open_platform
 
 USERS, DAYS, SEED = 120, 30, 5
-SERVICE_SCOPES = ["recommendations:read", "events:write"]
+SERVICE_SCOPES = ["recommendations:read", "feedback:write", "events:write"]
 
 
 @dataclass
