@@ -700,19 +700,21 @@ class PackagedRecommender(PythonModel):
         return np.asarray(among, dtype=object)[ok][best] if values[best] > 0 else None
 
     def popular_for(self, users_frame: pd.DataFrame) -> list[Any]:
-        """The package items in the popularity order of the (first) popularity source for users described by
-        one users-frame row (their segment's list; the global one when the segment is unknown)."""
+        """The package items the segment of the users described by one users-frame row used, most used first
+        (by the first popularity source); [] when the row names no segment the source knows."""
         from models.generators.popularity import PopularityGenerator
 
         for name in self.config.sources:
             generator = self.generators[name]
             if isinstance(generator, PopularityGenerator):
-                scores = generator.score_block(np.asarray([-1]), exclude_seen=False, attributes=users_frame)[0]
+                use = generator.segment_use(users_frame)
+                if use is None:
+                    return []
                 columns = self._columns[name]
-                full = np.full(len(self.item_ids), -np.inf)
-                full[columns >= 0] = scores[columns[columns >= 0]]
+                full = np.zeros(len(self.item_ids))
+                full[columns >= 0] = use[columns[columns >= 0]]
                 order = np.argsort(-full, kind="stable")
-                return [self.item_ids[j] for j in order if np.isfinite(full[j])]
+                return [self.item_ids[j] for j in order if full[j] > 1e-12]
         return []
 
     def category_of(self, item_id: Hashable) -> Any:

@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 # Longer than an ingestion transaction stays open between stamping received_at and committing.
 DEFAULT_OVERLAP = timedelta(seconds=30)
 # Events that change what their user may be recommended (on_users): actions on items, the profile,
-# entitlements. Starting a trial and unlocking an item with credits emit no event, so they are not
-# here. Impressions are not either: they arrive with every request, and would defeat the cache.
+# entitlements, health (recovery demotes hard sessions; one sync a day). Impressions are not here: they
+# arrive with every request, and would defeat the cache.
 SLATE_EVENTS = frozenset(
     {
         "workout.completed",
@@ -56,6 +56,9 @@ SLATE_EVENTS = frozenset(
         "user.created",
         "user.profile_updated",
         "subscription.activated",
+        "trial.started",
+        "item.unlocked",
+        "health_metric.synced",
     }
 )
 # Every event type a pass reads.

@@ -97,7 +97,19 @@ class PopularityGenerator(ScoringGenerator):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return self.segment_scores[self.user_segment[rows]]
 
+    def segment_use(self, attributes: pd.DataFrame) -> np.ndarray | None:
+        """How much the segment of the first attribute row used each item itself (without the share of
+        global popularity its scores are blended with); None when the row names no known segment."""
+        segment = int(self._segments_of(np.asarray([-1]), attributes.iloc[:1])[0])
+        if segment == 0:
+            return None
+        return self.segment_scores[segment] - _GLOBAL_PRIOR * self.global_scores
+
     def _score_users(self, codes: np.ndarray, attributes: pd.DataFrame | None) -> np.ndarray:
+        return self.segment_scores[self._segments_of(codes, attributes)]
+
+    def _segments_of(self, codes: np.ndarray, attributes: pd.DataFrame | None) -> np.ndarray:
+        """Each user's row of segment_scores (0: the global list)."""
         segment = np.where(codes >= 0, self.user_segment[np.maximum(codes, 0)], 0)
         if attributes is not None and self.segment_labels and set(self.segment_columns or ()) <= set(attributes):
             # The keys `segment_keys` gives, row by row (pandas costs milliseconds for the one row of a request).
@@ -111,4 +123,4 @@ class PopularityGenerator(ScoringGenerator):
                 dtype=np.int64,
             )
             segment = np.where(described >= 0, described + 1, segment)
-        return self.segment_scores[segment]
+        return segment

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from platform_api.entitlements.tables import CreditAccount, CreditEntry, Subscription, Trial
 from platform_api.errors import ApiError
+from platform_api.outbox import emit_event
 from platform_api.transactions import for_update, retry_write
 
 # What unlocking one premium item costs without a subscription or trial.
@@ -134,6 +135,15 @@ def start_trial(session: Session, *, user_id: str, days: int, now: datetime | No
         raise ApiError(409, "the free trial was already used", code="trial_used")
     trial = Trial(user_id=user_id, started_at=now, ends_at=now + timedelta(days=days))
     session.add(trial)
+    # Premium items open at once: the event tells serving to drop the user's cached slates.
+    emit_event(
+        session,
+        key=f"trial.started:{user_id}",
+        event_type="trial.started",
+        user_id=user_id,
+        occurred_at=now,
+        properties={"ends_at": trial.ends_at},
+    )
     try:
         session.commit()
     except Exception as exc:
@@ -317,7 +327,7 @@ def grant_credits(
 
 def unlock_item(session: Session, *, user_id: str, item_id: str) -> tuple[CreditEntry, bool]:
     """Unlock one premium item with credits, once: unlocking it again charges nothing."""
-    return charge_credits(
+    entry, charged = charge_credits(
         session,
         user_id=user_id,
         amount=UNLOCK_COST_CREDITS,
@@ -325,6 +335,20 @@ def unlock_item(session: Session, *, user_id: str, item_id: str) -> tuple[Credit
         reason="unlock",
         ref=item_id,
     )
+    if charged:
+        # After the charge's own transaction (charge_credits commits): at worst the event is lost and a cached
+        # slate shows the item a few minutes late; the deterministic id stores it once.
+        emit_event(
+            session,
+            key=f"item.unlocked:{user_id}:{item_id}",
+            event_type="item.unlocked",
+            user_id=user_id,
+            item_id=item_id,
+            occurred_at=entry.created_at,
+            properties={"credits": UNLOCK_COST_CREDITS},
+        )
+        session.commit()
+    return entry, charged
 
 
 def list_entries(

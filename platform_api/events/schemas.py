@@ -147,6 +147,14 @@ class PaymentEvent(Props):
     reason: str | None = Field(None, max_length=200)
 
 
+class TrialStarted(Props):
+    ends_at: datetime
+
+
+class ItemUnlocked(Props):
+    credits: int = Field(ge=0, le=1_000_000)
+
+
 class SubscriptionActivated(Props):
     subscription_id: Id
     plan_code: Label
@@ -171,6 +179,8 @@ PROPERTIES: dict[str, type[Props]] = {
     "payment.completed": PaymentEvent,
     "payment.failed": PaymentEvent,
     "subscription.activated": SubscriptionActivated,
+    "trial.started": TrialStarted,
+    "item.unlocked": ItemUnlocked,
 }
 EVENT_TYPES = tuple(PROPERTIES)
 # Catalogue events describe items, not a user's action.
@@ -184,6 +194,7 @@ ITEM_REQUIRED_TYPES = frozenset(
         "recommendation.clicked",
         "recommendation.dismissed",
         "recommendation.converted",
+        "item.unlocked",
     }
 )
 

@@ -177,8 +177,9 @@ class RankingPath:
         return found
 
     def _segment(self, ranker: Any, user: UserContext, refs: Mapping[str, str]) -> np.ndarray:
-        """Catalogue positions in the popularity order of the user's segment (goal × level), per the model's
-        popularity source; overall popularity when the model has none."""
+        """Catalogue positions of what the user's segment (goal × level) used, most used first, per the model's
+        popularity source; none when the model has no such source or does not know the segment (reasons may
+        then call an item popular with the segment only when the segment really used it)."""
         catalogue = self.catalogue
         key = ("segment", id(ranker), id(catalogue), user.goal, user.level_name)
         found = self._memo.get(key)
@@ -187,7 +188,7 @@ class RankingPath:
             if callable(getattr(ranker, "popular_for", None)) and refs:
                 row = {"goal": user.goal, "fitness_level": user.level_name, "equipment": None}
                 order = ranker.popular_for(self._users_frame(ranker, "segment", row, refs))
-            positions = catalogue.positions(order) if order else catalogue.popularity_order
+            positions = catalogue.positions(order) if order else np.empty(0, dtype=np.int64)
             found = self._remember(key, positions[positions >= 0])
         return found  # type: ignore[no-any-return]
 

@@ -4,8 +4,8 @@ One app for the module (real uvicorn, embedded stores, the feature pusher every 
 against facts read apart from the path: the platform's catalogue (`list_items`), the profiles and actions in
 the event log, and the online store through a Feast store of the test's own. The simulated users (u-00001…)
 cover many profiles; users created here (through the platform's own account service) cover the cases.
-The strict xfail tests name defects found here, each to flip when fixed: reasons calling items popular with a
-segment that never used them, and cached slates that outlive a drop in recovery or a new trial.
+Three tests pin defects these tests found and that are fixed: reasons calling items popular with a segment
+that never used them, and cached slates that outlived a drop in recovery or a new trial.
 """
 
 import re
@@ -702,12 +702,6 @@ def test_reasons_state_only_facts_and_few_are_generic(env: Env) -> None:
     assert len(kinds) >= 6  # many kinds of reason, not one phrase for everything
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the model's segment popularity blends 5% of global popularity (models.generators.popularity "
-    "_GLOBAL_PRIOR), so items the segment never used rank in its top 100 and serving.ranking.reasons calls "
-    "them 'Popular with <level>s aiming for <goal>' (about 4 in 10 such reasons on this stack)",
-)
 def test_segment_reasons_name_items_the_segment_used(env: Env) -> None:
     people = env.simulated_people()
     facts = Facts.read(env, people)
@@ -789,28 +783,23 @@ def test_similar_items_of_a_catalogue_item(env: Env) -> None:
 STALE_DEADLINE_S = 5.0
 
 
-def cached_slate(env: Env, person: Person) -> list[dict[str, Any]]:
-    """The user's top-10 once cached for good: after the invalidation that follows their user.created push."""
+def cached_slate(env: Env, person: Person, *, k: int = 10) -> list[dict[str, Any]]:
+    """The user's top-k once cached for good: after the invalidation that follows their user.created push."""
     env.wait_profile(person)
     time.sleep(1.0)  # the pusher invalidates right after its push; two ticks later that is done
-    data = env.recommend(person.user_id)["data"]
-    again = env.recommend(person.user_id)
+    data = env.recommend(person.user_id, k=k)["data"]
+    again = env.recommend(person.user_id, k=k)
     assert again["cached"] is True and again["data"] == data
     return data
 
 
-def slate_follows(env: Env, person: Person, ok: Callable[[list[dict[str, Any]]], bool]) -> None:
+def slate_follows(env: Env, person: Person, ok: Callable[[list[dict[str, Any]]], bool], *, k: int = 10) -> None:
     started = time.monotonic()
-    while not ok(env.recommend(person.user_id)["data"]):
+    while not ok(env.recommend(person.user_id, k=k)["data"]):
         assert time.monotonic() - started < STALE_DEADLINE_S, "the cached slate did not follow the change"
         time.sleep(0.2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="health_metric.synced is not in serving.feature_push.SLATE_EVENTS: a pushed drop in recovery leaves "
-    "the user's cached slate (hard sessions, no 'Light session' reason) for cache_ttl_s (300 s)",
-)
 def test_a_cached_slate_follows_a_drop_in_recovery(env: Env) -> None:
     person = env.member(goal="build_strength", level="intermediate", equipment=["barbell"])
     assert any(intensity(env.by_id[d["item_id"]]) >= 0.7 for d in cached_slate(env, person))
@@ -819,18 +808,13 @@ def test_a_cached_slate_follows_a_drop_in_recovery(env: Env) -> None:
     slate_follows(env, person, lambda data: all(intensity(env.by_id[d["item_id"]]) < 0.7 for d in data))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="starting a trial emits no event, so nothing invalidates the user's cached slate: premium items "
-    "appear only after cache_ttl_s (300 s)",
-)
 def test_a_cached_slate_follows_a_new_trial(env: Env) -> None:
-    person = env.member(**PREMIUM_PROFILE)
-    assert not any(env.by_id[d["item_id"]].premium for d in cached_slate(env, person))
+    person = env.member(**PREMIUM_PROFILE)  # a top-50: premium items need not reach this profile's top-10
+    assert not any(env.by_id[d["item_id"]].premium for d in cached_slate(env, person, k=50))
     assert env.client.post("/v1/entitlements/trial", headers=person.headers).status_code == 201
-    fresh = env.recommend(person.user_id, explain="true")["data"]  # explain is never cached: what it should show
+    fresh = env.recommend(person.user_id, k=50, explain="true")["data"]  # never cached: what it should show
     assert any(env.by_id[d["item_id"]].premium for d in fresh)
-    slate_follows(env, person, lambda data: any(env.by_id[d["item_id"]].premium for d in data))
+    slate_follows(env, person, lambda data: any(env.by_id[d["item_id"]].premium for d in data), k=50)
 
 
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 40  # sniffed as video/mp4
