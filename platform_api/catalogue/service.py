@@ -87,7 +87,7 @@ def _plan_item(p: WorkoutPlan | PlanSpec) -> Item:
         duration_min=p.minutes_per_session,
         premium=p.premium,
         trainer_id=getattr(p, "trainer_id", None),
-        published_at=getattr(p, "created_at", None),
+        published_at=getattr(p, "created_at", None) if getattr(p, "trainer_id", None) else None,
     )
 
 
@@ -104,7 +104,10 @@ def _content_item(c: ContentItem | ContentSpec) -> Item:
         duration_min=c.duration_min,
         premium=c.premium,
         trainer_id=getattr(c, "trainer_id", None),
-        published_at=getattr(c, "updated_at", None) or getattr(c, "created_at", None),
+        # When a trainer's item went live (media uploaded); the catalogue's own items are not "new".
+        published_at=(getattr(c, "updated_at", None) or getattr(c, "created_at", None))
+        if getattr(c, "trainer_id", None)
+        else None,
     )
 
 

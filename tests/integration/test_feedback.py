@@ -25,6 +25,8 @@ from serving.ranking.impressions import impression_id
 from serving.ranking.request_ids import RequestIds
 
 URL = "/v1/recommendations/feedback"
+# Users of these tests' own (not the stack's simulated u-…): their feedback is not pushed online here, and the
+# rule tests check the simulated users' slates against the event log.
 LOAD_S = 0.5
 
 
@@ -111,7 +113,7 @@ def catalogue(platform: Platform) -> list[str]:
 
 
 def test_each_action_is_stored_as_its_event(base, keys, platform) -> None:  # type: ignore[no-untyped-def]
-    slate = recommend(base, "u-00101", keys["read"])
+    slate = recommend(base, "fb-user-1", keys["read"])
     rid, items = slate["request_id"], [d["item_id"] for d in slate["data"]]
     expected = {
         "click": ("recommendation.clicked", None),
@@ -122,14 +124,14 @@ def test_each_action_is_stored_as_its_event(base, keys, platform) -> None:  # ty
     }
     for position, (action, (event_type, converted)) in enumerate(expected.items()):
         sent = feedback(
-            base, keys["backend"], request_id=rid, item_id=items[position], action=action, user_id="u-00101"
+            base, keys["backend"], request_id=rid, item_id=items[position], action=action, user_id="fb-user-1"
         )
         assert sent.status_code == 201, sent.text
         body = sent.json()
         assert (body["event_type"], body["position"], body["duplicate"]) == (event_type, position, False)
         stored = event(platform, body["event_id"])
         assert stored is not None and stored.event_type == event_type
-        assert (stored.user_id, stored.item_id) == ("u-00101", items[position])
+        assert (stored.user_id, stored.item_id) == ("fb-user-1", items[position])
         assert stored.properties["request_id"] == rid and stored.properties["position"] == position
         assert stored.properties["model_version"] == slate["model_version"] and stored.properties["surface"] == "home"
         assert stored.properties["arm"]
@@ -138,28 +140,28 @@ def test_each_action_is_stored_as_its_event(base, keys, platform) -> None:  # ty
 
 def test_a_retry_is_stored_once(base, keys, platform) -> None:  # type: ignore[no-untyped-def]
     started = datetime.now(UTC)
-    slate = recommend(base, "u-00102", keys["read"])
+    slate = recommend(base, "fb-user-2", keys["read"])
     body = {"request_id": slate["request_id"], "item_id": slate["data"][2]["item_id"], "action": "click"}
-    first = feedback(base, keys["backend"], **body, user_id="u-00102", occurred_at="2026-01-01T10:00:00Z")
-    again = feedback(base, keys["backend"], **body, user_id="u-00102", occurred_at="2026-01-01T10:00:05Z")
+    first = feedback(base, keys["backend"], **body, user_id="fb-user-2", occurred_at="2026-01-01T10:00:00Z")
+    again = feedback(base, keys["backend"], **body, user_id="fb-user-2", occurred_at="2026-01-01T10:00:05Z")
     assert first.status_code == 201 and again.status_code == 200, again.text
     assert again.json()["duplicate"] is True and again.json()["event_id"] == first.json()["event_id"]
     assert again.json()["occurred_at"].startswith("2026-01-01T10:00:00")  # the stored one
     assert first.json()["event_id"] == feedback_id(**body)
-    assert stored_since(platform, started, "recommendation.clicked", "u-00102") == 1
+    assert stored_since(platform, started, "recommendation.clicked", "fb-user-2") == 1
 
 
 def test_forged_foreign_or_unknown_requests_and_unserved_items_are_refused(base, keys, catalogue) -> None:  # type: ignore[no-untyped-def]
-    mine = recommend(base, "u-00103", keys["read"])
-    theirs = recommend(base, "u-00104", keys["read"])
+    mine = recommend(base, "fb-user-3", keys["read"])
+    theirs = recommend(base, "fb-user-4", keys["read"])
     rid, item = mine["request_id"], mine["data"][0]["item_id"]
 
     def send(headers: dict[str, str] = keys["backend"], **changes: Any) -> httpx.Response:
-        body = {"request_id": rid, "item_id": item, "action": "click", "user_id": "u-00103"} | changes
+        body = {"request_id": rid, "item_id": item, "action": "click", "user_id": "fb-user-3"} | changes
         return feedback(base, headers, **body)
 
     forged = rid[:-1] + ("0" if rid[-1] != "0" else "1")
-    other_secret = RequestIds(b"not the app's secret" * 2).new("u-00103")
+    other_secret = RequestIds(b"not the app's secret" * 2).new("fb-user-3")
     for bad in (forged, other_secret, uuid.uuid4().hex, theirs["request_id"]):
         assert "request not found" in error(send(request_id=bad), 404)["message"]
     assert error(send(item_id="no-such-item"), 404)["message"] == "item not found"
@@ -183,24 +185,24 @@ def test_users_send_their_own_feedback_with_their_token(base, keys, platform) ->
     answer = httpx.get(f"{base}/v1/users/{user_id}/recommendations", headers=token, timeout=30).json()
     body = {"request_id": answer["request_id"], "item_id": answer["data"][0]["item_id"], "action": "start"}
     assert feedback(base, token, **body, user_id=user_id).status_code == 201
-    other = recommend(base, "u-00105", keys["read"])
+    other = recommend(base, "fb-user-5", keys["read"])
     body = {"request_id": other["request_id"], "item_id": other["data"][0]["item_id"], "action": "click"}
-    assert error(feedback(base, token, **body, user_id="u-00105"), 404)["message"] == "user not found"
+    assert error(feedback(base, token, **body, user_id="fb-user-5"), 404)["message"] == "user not found"
 
 
 def test_dismiss_invalidates_the_cached_slates_and_click_does_not(base, keys) -> None:  # type: ignore[no-untyped-def]
-    first = recommend(base, "u-00106", keys["read"])
-    assert recommend(base, "u-00106", keys["read"])["cached"] is True
-    body = {"request_id": first["request_id"], "item_id": first["data"][0]["item_id"], "user_id": "u-00106"}
+    first = recommend(base, "fb-user-6", keys["read"])
+    assert recommend(base, "fb-user-6", keys["read"])["cached"] is True
+    body = {"request_id": first["request_id"], "item_id": first["data"][0]["item_id"], "user_id": "fb-user-6"}
     assert feedback(base, keys["backend"], **body, action="click").status_code == 201
-    assert recommend(base, "u-00106", keys["read"])["cached"] is True
+    assert recommend(base, "fb-user-6", keys["read"])["cached"] is True
     assert feedback(base, keys["backend"], **body, action="dismiss").status_code == 201
-    assert recommend(base, "u-00106", keys["read"])["cached"] is False
+    assert recommend(base, "fb-user-6", keys["read"])["cached"] is False
 
 
 def test_served_slates_reach_the_event_log_within_seconds_without_a_command(base, keys, platform) -> None:  # type: ignore[no-untyped-def]
-    fresh = recommend(base, "u-00107", keys["read"])
-    cached = recommend(base, "u-00107", keys["read"])
+    fresh = recommend(base, "fb-user-7", keys["read"])
+    cached = recommend(base, "fb-user-7", keys["read"])
     assert (fresh["cached"], cached["cached"]) == (False, True)
     started = time.monotonic()
     poll(lambda: all(len(impressions_of(platform, a["request_id"])) == 10 for a in (fresh, cached)))
@@ -208,7 +210,7 @@ def test_served_slates_reach_the_event_log_within_seconds_without_a_command(base
     for answer in (fresh, cached):
         rows = sorted(impressions_of(platform, answer["request_id"]), key=lambda r: r.properties["position"])
         assert [r.item_id for r in rows] == [d["item_id"] for d in answer["data"]]
-        assert all(r.user_id == "u-00107" for r in rows)
+        assert all(r.user_id == "fb-user-7" for r in rows)
         props = rows[0].properties
         assert props["cached"] is answer["cached"] and props["model_version"] == answer["model_version"]
         assert props["arm"] == answer.get("arm", "champion") and props["surface"] == "home"

@@ -32,4 +32,4 @@ def test_fresh_app_reports_degraded_and_answers_popularity(tmp_path) -> None:  #
         assert bad_k.status_code == 422 and bad_k.json()["error"]["message"].startswith("query.k")
         docs = client.get("/openapi.json").json()
         params = docs["paths"]["/v1/users/{user_id}/recommendations"]["get"]["parameters"]
-        assert {p["name"] for p in params} == {"user_id", "k", "surface"}
+        assert {p["name"] for p in params} == {"user_id", "k", "surface", "explain"}
