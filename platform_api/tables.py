@@ -13,6 +13,7 @@ TABLE_MODULES = (
     "platform_api.entitlements.tables",
     "platform_api.payments.tables",
     "platform_api.outbox",
+    "platform_api.job_runs",
 )
 
 

@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, Float, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import Date, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from platform_api.db import Base, UTCDateTime
@@ -20,6 +20,10 @@ class HealthIntegration(Base):
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     linked_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Scheduled sync: `revoked` (the provider refused the refresh token) stops retrying until re-linked.
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    sync_error: Mapped[str | None] = mapped_column(Text)
+    sync_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (UniqueConstraint("user_id", "provider", name="uq_health_integration_user_id_provider"),)
 
