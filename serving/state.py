@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 from feast import FeatureStore
 
 from features.postgres import is_postgres
-from features.retrieval import OnlineFeatureReader
 from features.store import open_store
 from platform_api.catalogue.service import Item, list_items
 from platform_api.email.factory import make_email_sender
-from platform_api.entitlements.service import premium_catalogue_access
 from platform_api.outbox import relay_outbox
 from platform_api.runtime import Platform, open_platform
 from serving.auth import KeyCache
@@ -22,17 +20,15 @@ from serving.config import ServingSettings
 from serving.feature_push import FeaturePusher
 from serving.ranking.cache import Cache, make_cache
 from serving.ranking.catalogue import Catalogue
+from serving.ranking.factory import Features, open_features, ranking_path, rule_settings
 from serving.ranking.impressions import ImpressionLoader
 from serving.ranking.model_holder import ModelArms
-from serving.ranking.path import RankingPath, Recommender
+from serving.ranking.path import Recommender
 from serving.ranking.request_ids import RequestIds
-from serving.ranking.rules import NO_ACCESS, Access, RuleSettings
-from serving.ranking.scorer import make_scorer
 from serving.ranking.served_log import ServedLog
 
 log = logging.getLogger(__name__)
 PUSH_TIMEOUT_S = 5.0  # the pusher writes in the background: a frozen Redis may stall a push, not hang it
-POPULARITY_FEATURE = "item_popularity_28d"
 
 
 @dataclass
@@ -78,65 +74,15 @@ def _every(every_s: float, stop: threading.Event, work: Callable[[], object], na
     threading.Thread(target=loop, daemon=True, name=name).start()
 
 
-@dataclass
-class Features:
-    reader: OnlineFeatureReader | None  # None: the online features cannot be read (`problem` says why)
-    popularity: dict[str, float]
-    problem: str | None
-    built: bool = True
-
-
 def _open_features(settings: ServingSettings, items: list[Item]) -> tuple[FeatureStore | None, Features]:
     """The feature store and popularity, or what is missing and why (never raises: serving goes on)."""
-    try:
-        store = open_store(
-            data_dir=settings.data_dir,
-            redis_url=settings.redis_url,
-            project=settings.feast_project,
-            offline_url=settings.database_url if is_postgres(settings.database_url) else None,
-            redis_timeout_s=settings.online_timeout_ms / 1000,
-        )
-        built = bool(store.list_feature_views())
-    except Exception as exc:  # noqa: BLE001 - a missing or broken store degrades answers to popularity
-        log.exception("the feature store cannot be opened: recommendations fall back to popularity")
-        return None, Features(None, {}, f"feature store cannot be opened: {exc}", built=False)
-    if not built:
-        problem = "the feature store is empty: run `fitrec features build`"
-        log.warning("%s; recommendations fall back to popularity", problem)
-        return store, Features(None, {}, problem, built=False)
-    reader = OnlineFeatureReader(store)
-    popularity: dict[str, float] = {}
-    unreachable: str | None = None
-    if items:
-        # Candidate order: recent popularity as materialized in the online store (also warms the item rows).
-        try:
-            popularity = reader("", [i.item_id for i in items])[POPULARITY_FEATURE].to_dict()
-        except Exception as exc:  # noqa: BLE001 - an unreachable online store must not stop start-up
-            unreachable = f"online store unreachable at start-up (candidates in catalogue order): {exc}"
-            log.exception("%s", unreachable)
-    return store, Features(reader, popularity, unreachable)
-
-
-def _access_reader(platform: Platform) -> Callable[[str], Access]:
-    """A user's premium access from the platform database; an unreadable one opens nothing premium."""
-
-    def read(user_id: str) -> Access:
-        try:
-            with platform.sessions() as session:
-                premium, unlocked = premium_catalogue_access(session, user_id=user_id)
-        except Exception:  # noqa: BLE001 - the slate goes on, without premium items
-            log.warning("entitlements of %s cannot be read: no premium items", user_id, exc_info=True)
-            return NO_ACCESS
-        return Access(premium=premium, unlocked=frozenset(unlocked))
-
-    return read
-
-
-def _rule_settings(settings: ServingSettings) -> RuleSettings:
-    return RuleSettings(
-        recent_window_s=settings.recent_window_days * 86400.0,
-        max_level_above=settings.max_level_above,
-        max_per_category=settings.max_per_category,
+    return open_features(
+        items,
+        data_dir=settings.data_dir,
+        redis_url=settings.redis_url,
+        project=settings.feast_project,
+        offline_url=settings.database_url if is_postgres(settings.database_url) else None,
+        redis_timeout_s=settings.online_timeout_ms / 1000,
     )
 
 
@@ -191,13 +137,17 @@ def start_serving(settings: ServingSettings) -> ServingState:
     models.refresh()
     served = ServedLog(settings.served_log_dir, flush_s=settings.served_flush_s)
     served.start()
-    path = RankingPath(
-        catalogue=Catalogue(items, features.popularity),
-        online=features.reader,
-        features_problem=features.problem,
-        access=_access_reader(platform),
-        scorer=make_scorer(settings.scorer_url, breaker_failures=settings.breaker_failures),
-        rules=_rule_settings(settings),
+    path = ranking_path(
+        items,
+        features,
+        sessions=platform.sessions,
+        scorer_url=settings.scorer_url,
+        breaker_failures=settings.breaker_failures,
+        rules=rule_settings(
+            recent_window_days=settings.recent_window_days,
+            max_level_above=settings.max_level_above,
+            max_per_category=settings.max_per_category,
+        ),
         n_candidates=settings.candidates,
     )
     recommender = Recommender(
