@@ -1,5 +1,6 @@
 """The `fitrec` command: every step of the main job, each runnable alone, and `demo` chaining them."""
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -412,6 +413,28 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     _run_server(host, port, key=None)
 
 
+@app.command()
+def worker() -> None:
+    """Run the background work: feature pusher, impression loader, outbox relay, scheduled jobs (one leader
+    among all workers does it; settings FITREC_WORKER_*)."""
+    import signal
+    import threading
+
+    from pipelines.config import WorkerSettings
+    from pipelines.jobs import scheduled_jobs
+    from pipelines.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = WorkerSettings()
+    jobs = scheduled_jobs(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    for job, (expression, _) in jobs.items():
+        console.print(f"{job:<18} {expression or 'off'}")
+    Worker(settings, jobs).run(stop)
+
+
 def _run_server(host: str, port: int, *, key: str | None) -> None:
     import uvicorn
 
@@ -535,7 +558,16 @@ def demo(
     simulate(users=users, days=days, seed=seed)
     features_build()
     train(two_tower=True, carves=2, holdout_days=None)
-    _run_server(host, port, key=_create_key("demo", ["recommendations:read", "feedback:write", "events:write"]))
+    import subprocess
+    import sys
+
+    # The worker beside the API, as in production: pushes, impressions, the outbox and the schedule.
+    background = subprocess.Popen([sys.executable, "-m", "pipelines", "worker"])
+    try:
+        _run_server(host, port, key=_create_key("demo", ["recommendations:read", "feedback:write", "events:write"]))
+    finally:
+        background.terminate()
+        background.wait(timeout=30)
 
 
 @bench_app.command("ingest")

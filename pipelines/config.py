@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from platform_api.config import PlatformSettings, default_data_dir
@@ -41,3 +41,46 @@ class PipelineSettings(BaseSettings):
 
     def platform(self) -> PlatformSettings:
         return PlatformSettings(FITREC_DATA_DIR=self.data_dir, DATABASE_URL=self.database_url)
+
+
+class WorkerSettings(PipelineSettings):
+    """`fitrec worker`: the background work's intervals and the scheduled jobs' cron expressions (UTC;
+    5 fields, or 6 with seconds first; empty = the job is off)."""
+
+    model_config = SettingsConfigDict(env_prefix="FITREC_WORKER_", extra="ignore")
+
+    push_interval_s: float = Field(
+        2.0, ge=0, description="how often new events are pushed into users' online features; 0 = never"
+    )
+    push_timeout_s: float = Field(5.0, gt=0, description="timeout of each push to the Redis online store")
+    served_load_s: float = Field(
+        2.0, ge=0, description="how often served slates are loaded into the event log as impressions; 0 = never"
+    )
+    email_relay_s: float = Field(30.0, ge=0, description="how often unsent outbox emails are retried; 0 = never")
+    leader_poll_s: float = Field(5.0, gt=0, description="how often a standby worker tries to become the leader")
+    retrain_cron: str = Field("0 3 * * *", description="the retraining pipeline (gate, promotion)")
+    materialize_cron: str = Field("0 * * * *", description="incremental materialization of the online store")
+    health_sync_cron: str = Field("0 2 * * *", description="pulling linked health providers")
+    activity_summary_cron: str = Field("0 7 * * *", description="each active user's summary of yesterday")
+    analytics_cron: str = Field("30 * * * *", description="the dashboard's aggregates of impressions and clicks")
+    precompute_cron: str = Field("0 5 * * *", description="top-10 of every active user into the serving cache")
+
+    @field_validator(
+        "retrain_cron",
+        "materialize_cron",
+        "health_sync_cron",
+        "activity_summary_cron",
+        "analytics_cron",
+        "precompute_cron",
+    )
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if value.strip():
+            from pipelines.worker import cron_trigger
+
+            cron_trigger(value)  # a bad expression fails at start-up, not at 3 a.m.
+        return value.strip()
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.data_dir / "locks"

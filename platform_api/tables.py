@@ -14,6 +14,7 @@ TABLE_MODULES = (
     "platform_api.payments.tables",
     "platform_api.outbox",
     "platform_api.job_runs",
+    "platform_api.cache_signals",
 )
 
 

@@ -38,11 +38,19 @@ class ServingSettings(BaseSettings):
     near_cache_ttl_s: float = Field(
         5.0, ge=0, description="seconds a slate read from Redis stays in this process too (0 = always ask Redis)"
     )
-    catalogue_refresh_s: float = Field(
-        30.0, ge=0, description="how often the catalogue is re-read for newly published items; 0 = never"
+    signal_poll_s: float = Field(
+        1.0,
+        ge=0,
+        description="how often the worker's signals (stale slates, a changed catalogue) are read; 0 = never",
     )
     cache_ttl_s: int = Field(300, ge=1, description="seconds a computed top-k stays cached")
     cache_prefix: str = "fitrec:"
+    shared_cache_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("FITREC_SERVING_CACHE_URL"),
+        description="the top-k cache's Redis (redis://, rediss://, redis+cluster://) when it is not REDIS_URL's "
+        "(which also holds the online features); unset: REDIS_URL, else in-process",
+    )
     cache_max_entries: int = Field(100_000, ge=1, description="in-process cache size (embedded default)")
     online_timeout_ms: int = Field(
         250, ge=1, le=10_000, description="timeout of connecting to and each read from the Redis online store"
@@ -66,20 +74,13 @@ class ServingSettings(BaseSettings):
         "model, see `fitrec serve-model`; timeout_ms bounds connecting and each read, default 150; in-process "
         "scores answer whenever the endpoint fails, times out or answers wrongly)",
     )
-    email_relay_s: int = Field(30, ge=0, description="how often unsent emails of the outbox are retried; 0 = never")
     model_refresh_s: int = Field(60, ge=0, description="how often to check the alias for a new version; 0 = never")
     served_flush_s: float = Field(1.0, gt=0, description="how often served slates are written to the served log")
-    served_load_s: float = Field(
-        2.0, ge=0, description="how often served slates are loaded into the event log as impressions; 0 = never"
-    )
     environment: str = Field("dev", validation_alias=AliasChoices("FITREC_ENV", "FITREC_SERVING_ENVIRONMENT"))
     # Signs request ids so feedback can refuse forged ones without storing any. Every API replica must hold
     # the same secret (and keep it across restarts): an id one replica made is checked by another. In dev
     # the placeholder is the key, so local replicas agree; outside dev it is refused.
     request_id_secret: SecretStr = SecretStr(DEV_PLACEHOLDER)
-    push_interval_s: float = Field(
-        2.0, ge=0, description="how often new events are pushed into users' online features; 0 = never"
-    )
 
     @model_validator(mode="after")
     def _refuse_dev_secret(self) -> "ServingSettings":
@@ -101,7 +102,7 @@ class ServingSettings(BaseSettings):
 
     @property
     def cache_url(self) -> str:
-        return self.redis_url or "memory://"
+        return self.shared_cache_url or self.redis_url or "memory://"
 
     def platform(self) -> PlatformSettings:
         return PlatformSettings(FITREC_DATA_DIR=self.data_dir, DATABASE_URL=self.database_url)

@@ -5,30 +5,25 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from feast import FeatureStore
 
 from features.postgres import is_postgres
-from features.store import open_store
+from platform_api import cache_signals
 from platform_api.catalogue.service import Item, list_items
-from platform_api.email.factory import make_email_sender
-from platform_api.outbox import relay_outbox
 from platform_api.runtime import Platform, open_platform
 from serving.auth import KeyCache
 from serving.config import ServingSettings
-from serving.feature_push import FeaturePusher
 from serving.ranking.cache import Cache, make_cache
 from serving.ranking.catalogue import Catalogue
 from serving.ranking.factory import Features, open_features, ranking_path, rule_settings
-from serving.ranking.impressions import ImpressionLoader
 from serving.ranking.model_holder import ModelArms
 from serving.ranking.path import Recommender
 from serving.ranking.request_ids import RequestIds
 from serving.ranking.served_log import ServedLog
 
 log = logging.getLogger(__name__)
-PUSH_TIMEOUT_S = 5.0  # the pusher writes in the background: a frozen Redis may stall a push, not hang it
+SIGNAL_TIMEOUT_S = 5.0  # a frozen cache stalls one poll, which is retried, never the follower
 
 
 @dataclass
@@ -43,18 +38,13 @@ class ServingState:
     store: FeatureStore | None
     feature_problem: str | None  # why recommendations cannot use the online features (None: they can)
     _stop: threading.Event
-    pusher: FeaturePusher | None = None
-    impressions: ImpressionLoader | None = None
     catalogue: "CatalogueFollower | None" = None
+    signals: "SignalFollower | None" = None
 
     def close(self) -> None:
         """Stop the background work and free what is held (the async cache closes in `aclose`)."""
         self._stop.set()
-        if self.pusher is not None:
-            self.pusher.stop()
         self.served.close()
-        if self.impressions is not None:
-            self.impressions.close()  # after the served log's last flush: a last load of what it wrote
         self.recommender.path.scorer.close()
         self.platform.close()
 
@@ -94,10 +84,6 @@ class CatalogueFollower:
         self._recommender = recommender
         self._lock = threading.Lock()
 
-    def on_items(self, item_ids: list[str]) -> None:
-        """The pusher's callback: these items were just published."""
-        self.refresh()
-
     def refresh(self) -> bool:
         """Re-read it; whether it changed."""
         with self._lock, self._platform.sessions() as session:
@@ -111,9 +97,42 @@ class CatalogueFollower:
         return True
 
 
+class SignalFollower:
+    """Follows the worker's cache signals: drops users' cached slates, re-reads the catalogue."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        recommender: Recommender,
+        catalogue: CatalogueFollower,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._platform = platform
+        self._recommender = recommender
+        self._catalogue = catalogue
+        self._loop = loop
+        with platform.sessions() as session:
+            self._seq = cache_signals.latest(session)  # what came before is not in this process's cache
+
+    def poll(self) -> int:
+        """Act on the signals since the last poll; how many there were."""
+        with self._platform.sessions() as session:
+            rows = cache_signals.after(session, self._seq)
+        if not rows:
+            return 0
+        if any(kind == cache_signals.CATALOGUE for _, kind, _ in rows):
+            self._catalogue.refresh()
+        users = {key for _, kind, key in rows if kind == cache_signals.USER and key}
+        # The cache belongs to the event loop: hand the deletes to it, and wait, so a failed delete is retried.
+        pending = [asyncio.run_coroutine_threadsafe(self._recommender.invalidate(u), self._loop) for u in users]
+        for future in pending:
+            future.result(timeout=SIGNAL_TIMEOUT_S)
+        self._seq = rows[-1][0]
+        return len(rows)
+
+
 def start_serving(settings: ServingSettings) -> ServingState:
     """Everything serving needs; only the platform database is required, the rest degrades."""
-    started_at = datetime.now(UTC)  # the feature pusher's watermark: older events are the batch build's
     platform = open_platform(settings.platform())
     with platform.sessions() as session:
         items = list_items(session)
@@ -164,33 +183,13 @@ def start_serving(settings: ServingSettings) -> ServingState:
     )
     catalogue = CatalogueFollower(platform, recommender)
     stop = threading.Event()
-    pusher = None
-    if settings.push_interval_s and features.built:
-        loop = asyncio.get_running_loop()
-
-        def invalidate(users: set[str]) -> None:
-            # The cache belongs to the event loop; the pusher's thread hands the deletes over to it.
-            for user in users:
-                asyncio.run_coroutine_threadsafe(recommender.invalidate(user), loop)
-
-        pusher = _start_pusher(settings, platform, items, started_at, on_users=invalidate, on_items=catalogue.on_items)
+    # The worker (`fitrec worker`) pushes features, loads impressions and relays the outbox; an API process
+    # only follows: the model alias, and the worker's signals of stale slates and a changed catalogue.
+    signals = SignalFollower(platform, recommender, catalogue, asyncio.get_running_loop())
+    if settings.signal_poll_s:
+        _every(settings.signal_poll_s, stop, signals.poll, "signal-follower")
     if settings.model_refresh_s:
         _every(settings.model_refresh_s, stop, models.refresh, "model-refresh")
-    if settings.catalogue_refresh_s:
-        _every(settings.catalogue_refresh_s, stop, catalogue.refresh, "catalogue-refresh")
-    impressions = None
-    if settings.served_load_s:
-        # In the API process until a worker runs it (one loader per folder at a time: a file lock).
-        impressions = ImpressionLoader(directory=settings.served_log_dir, sessions=platform.sessions)
-        _every(settings.served_load_s, stop, impressions.load, "impression-loader")
-    if settings.email_relay_s:
-        # Emails are sent right after the write that queued them; this retries what failed then.
-        mailer = make_email_sender(
-            platform.settings.email_url.get_secret_value(),
-            sender=platform.settings.email_from,
-            sessions=platform.sessions,
-        )
-        _every(settings.email_relay_s, stop, lambda: relay_outbox(platform.sessions, mailer=mailer), "email-relay")
     return ServingState(
         settings=settings,
         platform=platform,
@@ -202,38 +201,6 @@ def start_serving(settings: ServingSettings) -> ServingState:
         store=store,
         feature_problem=features.problem,
         _stop=stop,
-        pusher=pusher,
-        impressions=impressions,
         catalogue=catalogue,
+        signals=signals,
     )
-
-
-def _start_pusher(
-    settings: ServingSettings,
-    platform: Platform,
-    items: list[Item],
-    started_at: datetime,
-    *,
-    on_users: Callable[[set[str]], None],
-    on_items: Callable[[list[str]], None],
-) -> FeaturePusher:
-    from features.transforms import items_frame
-
-    # A store of its own: pushes write through another connection than the request threads read with.
-    store = open_store(
-        data_dir=settings.data_dir,
-        redis_url=settings.redis_url,
-        project=settings.feast_project,
-        redis_timeout_s=PUSH_TIMEOUT_S,
-    )
-    pusher = FeaturePusher(
-        engine=platform.engine,
-        store=store,
-        items=items_frame(item.as_row() for item in items).select("item_id", "category", "level"),
-        interval_s=settings.push_interval_s,
-        started_at=started_at,
-        on_users=on_users,
-        on_items=on_items,
-    )
-    pusher.start()
-    return pusher

@@ -47,6 +47,44 @@ def serve_app(app: Any) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+@contextmanager
+def running_worker(
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    feast_project: str = "fitrec",
+    jobs: Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> Iterator[Any]:
+    """`fitrec worker` on the data folder, in a thread (the leader once it yields), as the API's companion:
+    pushes every 0.5 s and loads impressions every second unless told otherwise."""
+    from pipelines.config import WorkerSettings
+    from pipelines.worker import Worker
+
+    values: dict[str, Any] = {"push_interval_s": 0.5, "served_load_s": 1.0, "email_relay_s": 0} | settings
+    worker_settings = WorkerSettings(
+        FITREC_DATA_DIR=data_dir,
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        FITREC_FEAST_PROJECT=feast_project,
+        **values,
+    )
+    worker = Worker(worker_settings, dict(jobs or {}))
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True, name="test-worker")
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not worker.leader:
+        assert thread.is_alive() and time.monotonic() < deadline, "the worker did not start leading"
+        time.sleep(0.05)
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
 class Inbox:
     """aiosmtpd handler keeping every message it receives."""
 

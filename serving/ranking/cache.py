@@ -214,7 +214,21 @@ def make_cache(
     """
     if url.startswith("memory://"):
         return MemoryCache(max_entries=max_entries)
-    # No retries: a failed call goes to the fallback at once; the breaker decides when to try again.
+    shared = FallbackCache(
+        shared_cache(url, timeout_s=timeout_s),
+        MemoryCache(max_entries=max_entries),
+        failures=breaker_failures,
+        reset_s=breaker_reset_s,
+    )
+    if near_ttl_s > 0:
+        return NearCache(shared, near_ttl_s=near_ttl_s, max_entries=max_entries)
+    return shared
+
+
+def shared_cache(url: str, *, timeout_s: float) -> RedisCache:
+    """The Redis cache alone (no in-process stand-in: its errors propagate), as every replica reads it; the
+    URL schemes of `make_cache` but memory://, which no other process can read."""
+    # No retries: a failed call goes to the fallback (or the caller) at once; a breaker decides when to retry.
     options: dict[str, Any] = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
@@ -227,12 +241,4 @@ def make_cache(
         client = aioredis.Redis.from_url(url, **options)
     else:
         raise ValueError(f"unsupported cache URL scheme: {url!r} (memory://, redis://, rediss://, redis+cluster://)")
-    shared = FallbackCache(
-        RedisCache(client),
-        MemoryCache(max_entries=max_entries),
-        failures=breaker_failures,
-        reset_s=breaker_reset_s,
-    )
-    if near_ttl_s > 0:
-        return NearCache(shared, near_ttl_s=near_ttl_s, max_entries=max_entries)
-    return shared
+    return RedisCache(client)

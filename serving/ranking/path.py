@@ -387,7 +387,7 @@ class Recommender:
         if model is None:
             return self._fallback(user_id, k=k, surface=surface, arm=arm, reason=MODEL_UNAVAILABLE)
         key = self.key(user_id)
-        field = f"{model.label}:{arm}:{surface}:{k}"
+        field = self.field(model, arm=arm, surface=surface, k=k)
         if not explain:  # explanations are for people reading them: always fresh, never cached
             slate = await self._cache.get(key, field)
             if slate is not None:
@@ -418,6 +418,22 @@ class Recommender:
 
     def key(self, user_id: str) -> str:
         return f"{self._prefix}rec:{user_id}"
+
+    @staticmethod
+    def field(model: LoadedModel, *, arm: str, surface: str, k: int) -> str:
+        """The cached slate's field under the user's key."""
+        return f"{model.label}:{arm}:{surface}:{k}"
+
+    async def warm(self, user_id: str, *, k: int, surface: str = "home") -> tuple[str, str]:
+        """Rank the user's top-k and cache it as `answer` would on a miss (batch precompute); (model version,
+        arm). Runs the ranking on the calling thread and raises when ranking or the cache write fails (no
+        popularity stands in: the caller counts it)."""
+        arm, model = self.models.for_user(user_id)
+        if model is None:
+            raise LookupError(f"no model serves the {arm} arm")
+        slate = self.compute(user_id, k, model)
+        await self._cache.set(self.key(user_id), self.field(model, arm=arm, surface=surface, k=k), slate, self._ttl)
+        return model.label, arm
 
     async def invalidate(self, user_id: str) -> None:
         """Drop every cached slate of the user (after something that changes what they may be shown)."""

@@ -1,6 +1,6 @@
 """Online push within seconds: an event posted to the running app changes the user's online features.
 
-The serving app's FeaturePusher reads new trigger events from the log every
+The worker's FeaturePusher reads new trigger events from the log every
 push_interval_s and pushes the users' recomputed rows; the features the next
 uncached recommendation reads show them. Profiles (sign-up, profile changes),
 recent items per user and newly published items are pushed the same way, and
@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from support import running_worker
 
 from features.offline import read_source
 from features.retrieval import online_features
@@ -28,6 +30,7 @@ from features.store import open_store
 from features.transforms import items_frame
 from pipelines.build_features import build_features, feature_store
 from pipelines.config import PipelineSettings
+from pipelines.feature_pusher import FeaturePusher
 from platform_api.auth.api_keys import create_api_key
 from platform_api.auth.schemas import Profile, UserUpdate
 from platform_api.auth.service import new_user, update_profile
@@ -42,7 +45,6 @@ from platform_api.runtime import open_platform
 from platform_api.storage.factory import open_object_store
 from serving.app import create_app
 from serving.config import ServingSettings
-from serving.feature_push import FeaturePusher
 
 PLAN = "plan-build-strength-beginner-bodyweight"
 DEADLINE_S = 10.0
@@ -125,6 +127,15 @@ class Folder:
             **overrides,
         )
 
+    def worker(self, **overrides: Any) -> Any:
+        return running_worker(
+            self.settings.data_dir,
+            database_url=self.settings.database_url,
+            redis_url=self.settings.redis_url,
+            feast_project=self.settings.feast_project,
+            **overrides,
+        )
+
     def ingest(self, events: list[dict]) -> None:
         platform = open_platform(self.settings.platform())
         with platform.sessions() as session:
@@ -167,10 +178,11 @@ def test_a_posted_workout_reaches_the_online_features_within_seconds(folder: Fol
         session.commit()
     platform.close()
 
-    app = create_app(folder.serving(push_interval_s=0.5))
-    with TestClient(app) as client:
+    app = create_app(folder.serving())
+    with TestClient(app) as client, folder.worker(push_interval_s=0.5) as worker:
         state = app.state.serving
-        assert state.pusher is not None and state.pusher.interval_s == 0.5
+        pusher = worker.pusher
+        assert pusher is not None and pusher.interval_s == 0.5
         # The app's own store, as the recommender reads it on a cache miss.
         assert state.store is not None
 
@@ -185,17 +197,15 @@ def test_a_posted_workout_reaches_the_online_features_within_seconds(folder: Fol
         assert posted.status_code == 202 and posted.json()["stored"] == 1
         sent = time.perf_counter()
         while features("u1", [PLAN]).iloc[0]["workouts_7d"] != 2:
-            assert time.perf_counter() - sent < DEADLINE_S, (
-                f"not pushed within {DEADLINE_S}s: {state.pusher.last_error}"
-            )
+            assert time.perf_counter() - sent < DEADLINE_S, f"not pushed within {DEADLINE_S}s: {pusher.last_error}"
             time.sleep(0.05)
         latency = time.perf_counter() - sent
         after = features("u1", [PLAN]).iloc[0]
         assert after["minutes_7d"] == 75 and after["avg_rpe_28d"] == 7 and after["days_since_last_workout"] == 0
         print(f"push latency {latency:.2f}s (push_interval_s=0.5)")
-    # A store opened elsewhere (another serving process) sees the pushed row too; the pusher stopped with the app.
+    # A store opened elsewhere (another serving process) sees the pushed row too; the pusher stopped with the worker.
     assert online_features(folder.store(), "u1", [PLAN]).iloc[0]["workouts_7d"] == 2
-    assert state.pusher._thread is None
+    assert pusher._thread is None
 
 
 def test_the_pusher_pushes_each_new_event_once_and_skips_what_the_contract_refuses(folder: Folder) -> None:
@@ -236,9 +246,8 @@ def test_the_pusher_pushes_each_new_event_once_and_skips_what_the_contract_refus
 
 
 def test_push_interval_zero_starts_no_pusher(folder: Folder) -> None:
-    app = create_app(folder.serving(push_interval_s=0))
-    with TestClient(app):
-        assert app.state.serving.pusher is None
+    with folder.worker(push_interval_s=0) as worker:
+        assert worker.leader and worker.pusher is None
 
 
 def test_profiles_reach_the_online_store_at_sign_up_and_on_every_change(folder: Folder) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from support import TrainedStack, serve_app
+from support import TrainedStack, running_worker, serve_app
 
 from platform_api.auth.api_keys import create_api_key
 from platform_api.auth.service import create_user
@@ -31,7 +31,7 @@ LOAD_S = 0.5
 
 
 def settings_of(stack: TrainedStack, **overrides: Any) -> ServingSettings:
-    values: dict[str, Any] = {"model_refresh_s": 0, "push_interval_s": 0, "email_relay_s": 0, "served_load_s": LOAD_S}
+    values: dict[str, Any] = {"model_refresh_s": 0}
     return ServingSettings(FITREC_DATA_DIR=stack.data_dir, **values | overrides)
 
 
@@ -52,7 +52,14 @@ def keys(served_stack: TrainedStack, platform: Platform) -> dict[str, dict[str, 
 
 
 @pytest.fixture(scope="module")
-def base(served_stack: TrainedStack) -> Iterator[str]:
+def worker(served_stack: TrainedStack) -> Iterator[Any]:
+    """The worker beside the app: it loads the served slates into impressions (no pushes: not these tests')."""
+    with running_worker(served_stack.data_dir, push_interval_s=0, served_load_s=LOAD_S) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def base(served_stack: TrainedStack, worker: Any) -> Iterator[str]:
     with serve_app(create_app(settings_of(served_stack))) as url:
         yield url
 
@@ -230,16 +237,13 @@ def test_feedback_on_another_replica_checks_the_slate_from_the_event_log(  # typ
     assert sent.status_code == 201 and sent.json()["position"] == 4
 
 
-def test_a_restart_goes_on_where_the_loader_stopped(served_stack, keys, platform) -> None:  # type: ignore[no-untyped-def]
+def test_slates_of_a_restarted_api_are_loaded_once(served_stack, keys, platform, worker) -> None:  # type: ignore[no-untyped-def]
     started = datetime.now(UTC)
-    apps, answers = [], []
+    answers = []
     for _ in range(2):  # the same data folder, stopped and started again
-        app = create_app(settings_of(served_stack))
-        with serve_app(app) as url:
+        with serve_app(create_app(settings_of(served_stack))) as url:
             answers.append(recommend(url, "u-00110", keys["read"]))
-        apps.append(app)
-    for answer in answers:  # each app's last load at shutdown stored its slates
-        assert len(impressions_of(platform, answer["request_id"])) == 10
-    loaders = [app.state.serving.impressions for app in apps]
-    assert all(loader.totals.duplicates == 0 for loader in loaders), [loader.totals for loader in loaders]
+    for answer in answers:  # each app's last flush at shutdown wrote its slates; the worker loads them
+        poll(lambda answer=answer: len(impressions_of(platform, answer["request_id"])) == 10)
+    assert worker.loader.totals.duplicates == 0, worker.loader.totals
     assert stored_since(platform, started, "recommendation.impression", "u-00110") == 20

@@ -27,9 +27,6 @@ def test_feedback_is_a_503_while_the_database_is_down(tmp_path, postgres) -> Non
         FITREC_DATA_DIR=tmp_path,
         DATABASE_URL=postgres.url,
         model_refresh_s=0,
-        push_interval_s=0,
-        email_relay_s=0,
-        served_load_s=0,
     )
     platform = open_platform(settings.platform())
     with platform.sessions() as session:

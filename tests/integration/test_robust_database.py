@@ -34,9 +34,7 @@ def _count(url: str, table: str) -> int:
 
 
 def test_database_down_is_a_503_with_retry_after_and_nothing_half_written(tmp_path, postgres) -> None:  # type: ignore[no-untyped-def]
-    settings = ServingSettings(
-        FITREC_DATA_DIR=tmp_path, DATABASE_URL=postgres.url, model_refresh_s=0, push_interval_s=0, email_relay_s=0
-    )
+    settings = ServingSettings(FITREC_DATA_DIR=tmp_path, DATABASE_URL=postgres.url, model_refresh_s=0)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         outbox_before = _count(postgres.url, "outbox_message")
         assert _signup(client, 1).status_code in (201, 202)  # 202 since sign-up stopped telling accounts apart
@@ -66,9 +64,7 @@ def test_known_service_keys_still_read_recommendations_while_the_database_is_dow
     from platform_api.auth.api_keys import create_api_key
     from serving.auth import KeyCache
 
-    settings = ServingSettings(
-        FITREC_DATA_DIR=tmp_path, DATABASE_URL=postgres.url, model_refresh_s=0, push_interval_s=0, email_relay_s=0
-    )
+    settings = ServingSettings(FITREC_DATA_DIR=tmp_path, DATABASE_URL=postgres.url, model_refresh_s=0)
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         keys = []

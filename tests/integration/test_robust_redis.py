@@ -73,8 +73,6 @@ def app_settings(tmp_path: Path, redis_server: PrivateRedis) -> tuple[ServingSet
         REDIS_URL=redis_server.url,
         cache_prefix=PREFIX,
         model_refresh_s=0,
-        push_interval_s=0,
-        email_relay_s=0,
         breaker_reset_s=0.3,
     )
     return settings, {"X-API-Key": secret}

@@ -60,7 +60,7 @@ def _register(settings: ServingSettings, versions: int) -> list[str]:
 
 
 def _settings(data_dir: Path, **kw: object) -> ServingSettings:
-    return ServingSettings(FITREC_DATA_DIR=data_dir, model_refresh_s=0, push_interval_s=0, email_relay_s=0, **kw)
+    return ServingSettings(FITREC_DATA_DIR=data_dir, model_refresh_s=0, **kw)
 
 
 def test_an_unreachable_redis_at_start_up(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def failed_logins(base: str, forwarded_for: list[str]) -> list[int]:
 
 
 def settings_for(tmp_path: Path) -> ServingSettings:
-    return ServingSettings(FITREC_DATA_DIR=tmp_path, model_refresh_s=0, push_interval_s=0, email_relay_s=0)
+    return ServingSettings(FITREC_DATA_DIR=tmp_path, model_refresh_s=0)
 
 
 def test_forwarded_for_from_an_untrusted_peer_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

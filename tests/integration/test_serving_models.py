@@ -35,10 +35,6 @@ def second_version(served_stack: TrainedStack) -> Iterator[tuple[MlflowClient, s
 def _settings(stack: TrainedStack, **overrides: object) -> ServingSettings:
     values: dict[str, object] = {
         "FITREC_DATA_DIR": stack.data_dir,
-        "push_interval_s": 0,
-        "email_relay_s": 0,
-        "served_load_s": 0,
-        "catalogue_refresh_s": 0,
         "model_refresh_s": 0,
     }
     values.update(overrides)

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from support import TrainedStack, serve_app
+from support import TrainedStack, running_worker, serve_app
 
 from features.schema import CATEGORY_INTENSITY, ENGAGEMENT_WEIGHTS, GOAL_CATEGORIES, LEVELS, NO_EQUIPMENT
 from platform_api.auth.schemas import Profile
@@ -244,9 +244,7 @@ def serving_settings(stack: TrainedStack) -> ServingSettings:
     return ServingSettings(
         FITREC_DATA_DIR=stack.data_dir,
         model_refresh_s=0,
-        push_interval_s=0.5,
-        catalogue_refresh_s=2,
-        email_relay_s=0,
+        signal_poll_s=0.5,
         rank_timeout_ms=5000,  # a shared 2-core machine: these tests are about rules, not the latency budget
     )
 
@@ -255,7 +253,11 @@ def serving_settings(stack: TrainedStack) -> ServingSettings:
 def running(stack: TrainedStack) -> Iterator[Env]:
     """The app on the stack under real uvicorn, with a client and the facts the tests check against."""
     app = create_app(serving_settings(stack))
-    with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with (
+        serve_app(app) as url,
+        running_worker(stack.data_dir),
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
         platform: Platform = app.state.platform
         with platform.sessions() as session:
             items = list_items(session)

@@ -1,4 +1,4 @@
-"""worker: job runs of the scheduler; sync state of health integrations
+"""worker: job runs of the scheduler; cache signals from the worker to the API; sync state of health integrations
 
 Revision ID: 0004_worker
 Revises: 0003_platform
@@ -29,6 +29,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('job_run', schema=None) as batch_op:
         batch_op.create_index('ix_job_run_job_started_at', ['job', 'started_at'], unique=False)
+    op.create_table('cache_signal',
+    sa.Column('seq', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('key', sa.String(length=64), nullable=True),
+    sa.Column('at', platform_api.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('seq', name=op.f('pk_cache_signal')),
+    sqlite_autoincrement=True
+    )
     with op.batch_alter_table('health_integration', schema=None) as batch_op:
         batch_op.add_column(sa.Column('status', sa.String(length=16), server_default='active', nullable=False))
         batch_op.add_column(sa.Column('sync_error', sa.Text(), nullable=True))
@@ -42,4 +50,5 @@ def downgrade() -> None:
         batch_op.drop_column('status')
     with op.batch_alter_table('job_run', schema=None) as batch_op:
         batch_op.drop_index('ix_job_run_job_started_at')
+    op.drop_table('cache_signal')
     op.drop_table('job_run')
