@@ -9,7 +9,7 @@ import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 from sqlalchemy import select
-from support import serve_app
+from support import running_worker, serve_app
 
 from features.store import open_store
 from pipelines.build_features import build_features
@@ -91,7 +91,14 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
     platform.close()
     key = {"X-API-Key": secret}
 
-    with serve_app(create_app(serving)) as base:
+    worker = running_worker(
+        settings.data_dir,
+        database_url=settings.database_url,
+        redis_url=settings.redis_url,
+        push_interval_s=0,
+        served_load_s=1.0,
+    )
+    with worker, serve_app(create_app(serving)) as base:
         health = httpx.get(f"{base}/health").json()
         assert health["model_version"] == f"v{champion.version}"
         assert {name: c["status"] for name, c in health["checks"].items() if name != "cache"} == {
@@ -121,8 +128,8 @@ def test_events_to_cached_top10(trained, profile) -> None:  # type: ignore[no-un
         bad = httpx.get(f"{base}/v1/users/u-00001/recommendations", params={"k": 0}, headers=key)
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
 
-    # Served slates reach the event log as impressions without a command: the app loads its served log as it
-    # grows, and a last time at shutdown; the command finds nothing left.
+    # Served slates reach the event log as impressions without a command: the worker loads the app's served log
+    # as it grows, and a last time when it stops (after the app's last flush); the command finds nothing left.
     leftover = load_served(settings)
     assert leftover.slates == 0 and leftover.stored == 0 and leftover.rejected == []
     platform = open_platform(settings.platform())
