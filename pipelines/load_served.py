@@ -1,6 +1,6 @@
 """Served slates (the serving app's JSON-lines log) → recommendation.impression events in the event log.
 
-The serving app loads them continuously itself (`served_load_s`); this command loads what is left,
+The worker loads them continuously (`FITREC_WORKER_SERVED_LOAD_S`); this command loads what is left,
 e.g. after the app ran with the loader off. Both go through `serving.ranking.impressions`, which
 remembers how far each file was read, so nothing is read twice.
 """
