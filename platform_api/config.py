@@ -91,6 +91,12 @@ class PlatformSettings(BaseSettings):
     sandbox_confirm_delay_s: float = Field(0.5, ge=0, le=60)  # the sandbox "bank" answers after this delay
     # --- entitlements
     trial_days: int = Field(14, ge=0, le=90)
+    # --- health providers pulled by the worker's health sync (the Fitbit Web API; tests point it at a fake)
+    fitbit_api_url: str = "https://api.fitbit.com"
+    fitbit_client_id: str = ""
+    fitbit_client_secret: SecretStr = SecretStr("")
+    health_sync_timeout_s: float = Field(10.0, gt=0, le=120, description="timeout of each call to a provider")
+    health_sync_first_days: int = Field(7, ge=1, le=30, description="days pulled on an integration's first sync")
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -96,6 +96,12 @@ def get_admin_user(user: CurrentUser) -> User:
     return user
 
 
+def get_analyst_user(user: CurrentUser) -> User:
+    if user.role not in ("analyst", "admin"):
+        raise ApiError(403, "analysts and admins only")
+    return user
+
+
 def get_service_key(principal: CurrentPrincipal) -> Principal:
     if principal.kind != "service":
         raise ApiError(403, "this route needs a service API key")
@@ -105,6 +111,7 @@ def get_service_key(principal: CurrentPrincipal) -> Principal:
 VerifiedUser = Annotated[User, Depends(get_verified_user)]
 TrainerUser = Annotated[User, Depends(get_trainer_user)]
 AdminUser = Annotated[User, Depends(get_admin_user)]
+AnalystUser = Annotated[User, Depends(get_analyst_user)]
 ServiceKey = Annotated[Principal, Depends(get_service_key)]
 
 

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -21,6 +23,25 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def current(engine: Engine) -> list[str]:
+    """The revisions the database is at (empty: never migrated)."""
+    with engine.connect() as conn:
+        return sorted(MigrationContext.configure(conn).get_current_heads())
+
+
+def history(engine: Engine) -> list[Script]:
+    """Every revision, newest first."""
+    return list(ScriptDirectory.from_config(alembic_config(engine)).walk_revisions())
+
+
+def pending(engine: Engine) -> list[Script]:
+    """Revisions not yet applied to the database, oldest first."""
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    at = current(engine)
+    applied = {r.revision for r in scripts.iterate_revisions(tuple(at), "base")} if at else set()
+    return [s for s in reversed(history(engine)) if s.revision not in applied]
 
 
 def autogenerate(engine: Engine, message: str) -> None:

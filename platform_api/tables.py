@@ -15,6 +15,7 @@ TABLE_MODULES = (
     "platform_api.outbox",
     "platform_api.job_runs",
     "platform_api.cache_signals",
+    "platform_api.analytics.tables",
 )
 
 

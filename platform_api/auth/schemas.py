@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, mo
 
 from platform_api.events.schemas import Goal, Level
 
-Role = Literal["user", "trainer", "admin"]
+Role = Literal["user", "trainer", "analyst", "admin"]
 # Scopes a service API key can carry; routes check them with platform_api.deps.require_scope.
 Scope = Literal["recommendations:read", "events:write", "feedback:write", "analytics:read", "users:read"]
 # Lengths of what the auth routes accept: every string is bounded.

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from platform_api.db import Base, UTCDateTime
 
-ROLES = ("user", "trainer", "admin")
+ROLES = ("user", "trainer", "analyst", "admin")  # analyst: reads the product dashboard
 
 
 class User(Base):

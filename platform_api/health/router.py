@@ -37,6 +37,9 @@ def integration_public(i: HealthIntegration) -> IntegrationPublic:
         linked_at=i.linked_at,
         last_synced_at=i.last_synced_at,
         token_expires_at=i.token_expires_at,
+        status=i.status,
+        sync_error=i.sync_error,
+        sync_failures=i.sync_failures,
     )
 
 

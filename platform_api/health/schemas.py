@@ -40,6 +40,11 @@ class IntegrationPublic(BaseModel):
     linked_at: datetime
     last_synced_at: datetime | None
     token_expires_at: datetime | None
+    status: str = Field(
+        description="active, or revoked: the provider refused the app's access; link again to resume syncing"
+    )
+    sync_error: str | None = Field(description="what the last scheduled sync ran into, if it failed")
+    sync_failures: int = Field(description="scheduled syncs failed in a row")
 
 
 class IntegrationsPublic(BaseModel):

@@ -47,6 +47,8 @@ def link_integration(
     integration.access_token_enc = cipher.encrypt(body.access_token)
     integration.refresh_token_enc = cipher.encrypt(body.refresh_token) if body.refresh_token else None
     integration.token_expires_at = body.expires_at
+    # New tokens from the user: a revoked or failing link is pulled again by the next scheduled sync.
+    integration.status, integration.sync_error, integration.sync_failures = "active", None, 0
     session.commit()
     return integration, created
 

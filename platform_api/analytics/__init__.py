@@ -1,0 +1,1 @@
+"""The dashboard's aggregates of recommendation impressions, clicks and conversions (written by a pipeline)."""
