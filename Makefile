@@ -27,6 +27,8 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+# The dashboard's browser test drives Debian's chromium (no download at test time).
+	command -v chromium >/dev/null || (S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update && $$S apt-get install -y chromium)
 	$(BIN)/pytest -q
 
 ## On demand, not in CI: fuzz, faults under load, security checks, a 10-minute soak; prints one table.

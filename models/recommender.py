@@ -93,7 +93,7 @@ class FeatureSpec:
         out = np.empty((len(frame), len(self.names)), dtype=np.float64)
         numeric = [j for j, name in enumerate(self.names) if name not in self.categorical]
         block = frame[[self.names[j] for j in numeric]]
-        if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in block.dtypes):
+        if {t.kind for t in set(block.dtypes)} <= {"f", "i", "u"}:
             # Serving's frames are one float block: a single copy instead of a conversion per column.
             out[:, numeric] = block.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
@@ -532,6 +532,10 @@ class PackagedRecommender(PythonModel):
             if len(rows) == 0:
                 continue
             best = np.full(len(rows), np.inf)
+            for _, rank, _ in arrays.values():
+                best = np.fmin(best, rank[rows, cols])
+            order = np.lexsort((cols, best, rows))  # ordered before the frame is built: one copy, not two
+            rows, cols = rows[order], cols[order]
             data: dict[str, Any] = {
                 "user_id": np.asarray(batch, dtype=object)[rows],
                 "item_id": self.item_ids[cols],
@@ -539,15 +543,12 @@ class PackagedRecommender(PythonModel):
             for name, (score, rank, relative) in arrays.items():
                 s, r, rel = source_columns(name)
                 data[s], data[r], data[rel] = score[rows, cols], rank[rows, cols], relative[rows, cols]
-                best = np.fmin(best, rank[rows, cols])
             data[N_SOURCES] = retrieved[rows, cols].astype(np.float64)
             data[HISTORY] = history[rows, cols]
-            frame = pd.DataFrame(data)
-            order = np.lexsort((cols, best, rows))
-            frames.append(frame.iloc[order])
+            frames.append(pd.DataFrame(data))
         if not frames:
             return pd.DataFrame(columns=["user_id", "item_id", *self._candidate_columns()])
-        return pd.concat(frames, ignore_index=True)
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def _candidate_columns(self) -> list[str]:
         return [c for name in self.config.sources for c in source_columns(name)] + [N_SOURCES, HISTORY]

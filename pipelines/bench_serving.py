@@ -144,7 +144,7 @@ def service_key(folder: BenchFolder) -> dict[str, str]:
 # --- Redis: a private cache prefix and a private online store ----------------------------------------------
 
 
-def _delete_matching(redis_url: str, pattern: bytes) -> int:
+def delete_matching(redis_url: str, pattern: bytes) -> int:
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -165,7 +165,7 @@ def private_cache_prefix(redis_url: str, say: Say) -> Iterator[str]:
     try:
         yield prefix
     finally:
-        say(f"deleted {_delete_matching(redis_url, prefix.encode() + b'*')} cache keys of {prefix}")
+        say(f"deleted {delete_matching(redis_url, prefix.encode() + b'*')} cache keys of {prefix}")
 
 
 @contextmanager
@@ -188,7 +188,7 @@ def redis_online_store(folder: BenchFolder, redis_url: str, say: Say) -> Iterato
         say(f"features materialized into Redis as Feast project {project} in {time.perf_counter() - started:.1f} s")
         yield project
     finally:
-        deleted = _delete_matching(redis_url, b"*" + project.encode())
+        deleted = delete_matching(redis_url, b"*" + project.encode())
         store.delete_project(project)
         say(f"deleted {deleted} online-store keys of {project}")
 
@@ -430,6 +430,11 @@ end
 """
 
 
+# Between wrk runs: the last run's served-log flush (FITREC_SERVING_SERVED_FLUSH_S, 1 s) and its collections
+# end before the next run starts; on 2 cores they would otherwise take CPU from the run measured next.
+SETTLE_S = 2.0
+
+
 def run_wrk(url: str, *, threads: int, connections: int, seconds: int, script: Path | None = None) -> WrkResult:
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
     if script is not None:
@@ -499,6 +504,7 @@ def bench_cached(
                 runs: dict[str, WrkResult] = {}
                 order = ("ping", "top-10") if r % 2 == 0 else ("top-10", "ping")
                 for what in order:
+                    time.sleep(SETTLE_S)
                     if what == "ping":
                         runs[what] = run_wrk(
                             f"{app.base}/ping", threads=threads, connections=connections, seconds=seconds

@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ features_app = typer.Typer(help="Build and inspect the Feast feature store.", no
 app.add_typer(features_app, name="features")
 admin_app = typer.Typer(help="Administration: service API keys and accounts.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
-health_app = typer.Typer(help="Health data imports.", no_args_is_help=True)
+health_app = typer.Typer(help="Health data: imports, provider sync, daily summaries.", no_args_is_help=True)
 app.add_typer(health_app, name="health")
 events_app = typer.Typer(help="Validate and export the event log.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
@@ -37,7 +37,18 @@ check_app = typer.Typer(
     help="On-demand checks that print figures (not part of the test command).", no_args_is_help=True
 )
 app.add_typer(check_app, name="check")
+pipeline_app = typer.Typer(help="Batch pipelines that end: retraining with a promotion gate, …", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+db_app = typer.Typer(help="The platform database's schema migrations (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+deploy_app = typer.Typer(help="Deploy a registered model version to a hosting service.", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+analytics_app = typer.Typer(help="The product dashboard's aggregates of recommendation clicks.", no_args_is_help=True)
+app.add_typer(analytics_app, name="analytics")
 console = Console()
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 UsersOpt = Annotated[int, typer.Option(min=1, help="Simulated users.")]
 DaysOpt = Annotated[int, typer.Option(min=1, help="Days of simulated history, ending now.")]
@@ -407,6 +418,156 @@ def model_list_cmd() -> None:
     console.print(table, soft_wrap=True)
 
 
+def _print_run_tree(tracking_uri: str, run_id: str) -> None:
+    from pipelines.run_tree import run_tree, tree_lines
+
+    console.print("MLflow runs:")
+    for line in tree_lines(run_tree(tracking_uri, run_id)):
+        console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+
+
+@pipeline_app.command("retrain")
+def pipeline_retrain_cmd(
+    tune: Annotated[bool, typer.Option(help="Search the rankers' parameters (Ray Tune) before the ranker step.")] = (
+        False
+    ),
+    margin: Annotated[
+        float | None,
+        typer.Option(help="How much better the new model must be (default FITREC_PIPELINE_PROMOTE_MARGIN)."),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for another running retrain to finish (default: exit).")
+    ] = 0,
+    two_tower: Annotated[bool, typer.Option(help="Fit the PyTorch two-tower generator too.")] = True,
+) -> None:
+    """Validate new events → materialize → training set → train → evaluate new and champion on the same
+    held-out window → promote only if better by the margin and no data check failed. Prints the run tree."""
+    from pipelines.retrain import RetrainBusy, run_retrain
+    from training.steps import TrainingConfig
+
+    settings = PipelineSettings()
+    try:
+        with step_progress("retrain") as progress:
+            result = run_retrain(
+                settings,
+                tune=tune,
+                margin=margin,
+                wait_s=wait,
+                config=TrainingConfig(two_tower=two_tower),
+                progress=progress,
+            )
+    except RetrainBusy as exc:
+        console.print(f"[yellow]not started[/]: {exc}")
+        raise typer.Exit(3) from exc
+    metric = result.metric
+    for who, version, values in (
+        ("new model", result.challenger_version, result.challenger_metrics),
+        ("champion", result.champion_before, result.champion_metrics),
+    ):
+        if metric in values:
+            console.print(f"{who} (version {version}): {metric} {values[metric]:.4f}")
+    decision = "[green]promoted[/]" if result.promoted else "[yellow]kept the champion[/]"
+    console.print(f"{decision}: {result.reason}", soft_wrap=True)
+    console.print(f"champion: version {result.champion_before} → {result.champion_after}")
+    _print_run_tree(settings.tracking_uri, result.pipeline_run_id)
+
+
+@pipeline_app.command("show")
+def pipeline_show_cmd(run_id: Annotated[str, typer.Argument(help="A pipeline (or any) MLflow run id.")]) -> None:
+    """Print an MLflow run and its nested runs as a tree: status, duration, reused or not."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    settings = PipelineSettings()
+    try:
+        _print_run_tree(settings.tracking_uri, run_id)
+    except MlflowException as exc:
+        console.print(f"[red]no such run[/]: {run_id}")
+        raise typer.Exit(1) from exc
+    reason = MlflowClient(tracking_uri=settings.tracking_uri).get_run(run_id).data.tags.get("fitrec.gate.reason")
+    if reason:
+        console.print(f"gate: {reason}", soft_wrap=True, markup=False)
+
+
+@pipeline_app.command("precompute")
+def pipeline_precompute_cmd(
+    active_days: Annotated[float, typer.Option(min=0.01, help="Users with an event this recently are warmed.")] = 30,
+    k: Annotated[int, typer.Option(min=1, max=100, help="Slate length warmed (the app's requests' k).")] = 10,
+    surface: Annotated[str, typer.Option(help="The surface the slates are for.")] = "home",
+    ttl: Annotated[int, typer.Option(min=60, help="Seconds the precomputed slates stay cached.")] = 86_400,
+    actors: Annotated[int | None, typer.Option(min=1, help="Ray actors (default: one per CPU of the Ray).")] = None,
+) -> None:
+    """Rank every active user's top-k with the champion (Ray Data) into the shared serving cache (Redis)."""
+    from pipelines.precompute import PrecomputeError, precompute
+    from serving.config import ServingSettings
+
+    try:
+        with console.status("precomputing slates"):
+            report = precompute(
+                ServingSettings(), active_days=active_days, k=k, surface=surface, ttl_s=ttl, actors=actors
+            )
+    except PrecomputeError as exc:
+        console.print(f"[red]cannot precompute[/]: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    console.print(
+        f"precompute: {report.warmed:,} of {report.users:,} users warmed, {report.failed:,} failed, in "
+        f"{report.seconds:.1f}s ({report.users_per_s:,.0f} users/s, {report.actors} actors); models {report.versions}"
+    )
+    for error, count in report.errors.items():
+        console.print(f"  [red]{count:,} users[/]: {error}", soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@deploy_app.command("sagemaker")
+def deploy_sagemaker_cmd(
+    alias: Annotated[str, typer.Option(help="The registry alias to deploy (champion, challenger, previous).")] = (
+        "champion"
+    ),
+    endpoint: Annotated[str, typer.Option(help="The SageMaker endpoint's name.")] = "fitrec-ranker",
+    role: Annotated[
+        str | None, typer.Option(help="Execution role ARN of the model (default FITREC_PIPELINE_SAGEMAKER_ROLE).")
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(help="Serving image URI running `fitrec serve-model` (default FITREC_PIPELINE_SAGEMAKER_IMAGE)."),
+    ] = None,
+    bucket: Annotated[
+        str | None, typer.Option(help="S3 bucket for the model archive (default FITREC_PIPELINE_SAGEMAKER_BUCKET).")
+    ] = None,
+    instance_type: Annotated[
+        str | None, typer.Option(help="Endpoint instance type (default FITREC_PIPELINE_SAGEMAKER_INSTANCE_TYPE).")
+    ] = None,
+    instance_count: Annotated[int, typer.Option(min=1, help="Endpoint instances.")] = 1,
+    region: Annotated[str | None, typer.Option(help="AWS region (default AWS_REGION).")] = None,
+) -> None:
+    """Create or update the SageMaker model, endpoint configuration and endpoint serving ALIAS's version."""
+    from pipelines.deploy_sagemaker import DeployError, deploy_sagemaker
+
+    settings = PipelineSettings()
+    try:
+        with console.status(f"deploying {settings.model_name}@{alias} to SageMaker"):
+            done = deploy_sagemaker(
+                settings,
+                alias=alias,
+                endpoint=endpoint,
+                role=role or settings.sagemaker_role,
+                image=image or settings.sagemaker_image,
+                bucket=bucket or settings.sagemaker_bucket,
+                instance_type=instance_type or settings.sagemaker_instance_type,
+                instance_count=instance_count,
+                region=region or settings.aws_region,
+            )
+    except DeployError as exc:
+        console.print(f"[red]not deployed[/]: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"endpoint {done.endpoint} {done.action}: {settings.model_name} version {done.version} "
+        f"(model {done.model}, config {done.config}, archive {done.model_data})",
+        soft_wrap=True,
+    )
+
+
 @app.command()
 def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """Serve the API (platform + recommendations) with uvicorn."""
@@ -489,7 +650,7 @@ def create_key_cmd(
 @admin_app.command("create-user")
 def create_user_cmd(
     email: Annotated[str, typer.Option(help="The account's email address (marked verified).")],
-    role: Annotated[Literal["user", "trainer", "admin"], typer.Option(help="The account's role.")] = "user",
+    role: Annotated[Literal["user", "trainer", "analyst", "admin"], typer.Option(help="The account's role.")] = "user",
 ) -> None:
     """Create an account with a verified email, e.g. the first admin. The password is asked for (read from
     stdin when it is not a terminal), never taken as an argument."""
@@ -537,6 +698,61 @@ def import_fitbit_cmd(
         console.print(f"  {problem.file}:{problem.line} {problem.kind}: {problem.reason}")
 
 
+@health_app.command("sync")
+def health_sync_cmd() -> None:
+    """Pull every linked Fitbit integration now (as the worker's health_sync job does; settings
+    FITREC_PLATFORM_FITBIT_*) and list integrations that are revoked or failing."""
+    from sqlalchemy import select
+
+    from platform_api.health.sync import sync_health
+    from platform_api.health.tables import HealthIntegration
+    from platform_api.runtime import open_platform
+
+    platform = open_platform(PipelineSettings().platform())
+    try:
+        report = sync_health(platform.sessions, settings=platform.settings)
+        with platform.sessions() as session:
+            troubled = list(
+                session.scalars(
+                    select(HealthIntegration)
+                    .where(HealthIntegration.sync_error.is_not(None))
+                    .order_by(HealthIntegration.user_id)
+                )
+            )
+    finally:
+        platform.close()
+    console.print(
+        f"integrations: {report.integrations} (synced {report.synced}, revoked {report.revoked}, "
+        f"failed {report.failed}); days pulled: {report.days}, events ingested: {report.events}, "
+        f"days left out: {report.rejected_days}"
+    )
+    for i in troubled:
+        console.print(f"  {i.provider} of user {i.user_id}: {i.status}, {i.sync_failures} failure(s): {i.sync_error}")
+
+
+@health_app.command("summaries")
+def health_summaries_cmd(
+    day: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="The day to summarise (UTC); default: yesterday.")
+    ] = None,
+) -> None:
+    """Queue each active user's activity summary of a day in the outbox (once per user and day; the worker's
+    relay sends them)."""
+    from platform_api.activity_summary import queue_summaries, yesterday
+    from platform_api.runtime import open_platform
+
+    platform = open_platform(PipelineSettings().platform())
+    try:
+        with platform.sessions() as session:
+            report = queue_summaries(session, day=day.date() if day else yesterday())
+    finally:
+        platform.close()
+    console.print(
+        f"{report.day}: {report.active_users} active user(s), {report.queued} summary email(s) queued "
+        f"({report.active_users - report.queued} queued before)"
+    )
+
+
 def _print_where(settings: PipelineSettings, host: str, port: int, key: str, user_id: str = "u-00001") -> None:
     base = f"http://{host}:{port}"
     # soft_wrap: commands stay on one line, so they can be copied whatever the terminal's width.
@@ -568,6 +784,37 @@ def demo(
     finally:
         background.terminate()
         background.wait(timeout=30)
+
+
+@bench_app.command("precompute")
+def bench_precompute_cmd(
+    users: Annotated[str, typer.Option(help="Comma-separated user counts, one precompute each.")] = "1000,10000,50000",
+    actors: Annotated[int | None, typer.Option(min=1, help="Ray actors (default: one per CPU of the Ray).")] = None,
+) -> None:
+    """Users/s of batch precompute at each count, on the configured trained data folder and shared cache (a
+    scratch key prefix, deleted after). Flat users/s across counts means linear scaling."""
+    from pipelines.bench_precompute import bench_precompute
+    from pipelines.precompute import PrecomputeError
+    from serving.config import ServingSettings
+
+    sizes = [int(n) for n in users.split(",") if n.strip()]
+    try:
+        rounds = bench_precompute(ServingSettings(), sizes=sizes, actors=actors)
+    except PrecomputeError as exc:
+        console.print(f"[red]cannot precompute[/]: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    console.print("users    real   warmed  failed  actors  seconds  users/s  load(1m) before→after")
+    for r in rounds:
+        rep = r.report
+        console.print(
+            f"{r.users:>6,} {r.real_users:>6,} {rep.warmed:>8,} {rep.failed:>7,} {rep.actors:>7} {rep.seconds:>8.1f} "
+            f"{rep.users_per_s:>8,.0f}  {r.load_before:.2f}→{r.load_after:.2f}"
+        )
+    if len(rounds) > 1 and rounds[0].report.users_per_s:
+        console.print(
+            f"users/s at {rounds[-1].users:,} over {rounds[0].users:,}: "
+            f"{rounds[-1].report.users_per_s / rounds[0].report.users_per_s:.2f} (1.0 = linear)"
+        )
 
 
 @bench_app.command("ingest")
@@ -629,6 +876,34 @@ def events_load_served_cmd() -> None:
     )
     for problem in report.rejected:
         console.print(f"  rejected: {problem}")
+
+
+@analytics_app.command("aggregate")
+def analytics_aggregate_cmd(
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"], help="Rewrite from this day (UTC) on (default: the days new events changed)."
+        ),
+    ] = None,
+) -> None:
+    """Aggregate impressions, clicks and completed workouts into the dashboard's tables (the worker's
+    `analytics` job does it hourly)."""
+    from pipelines.analytics import AnalyticsBusy, aggregate_analytics
+
+    try:
+        with console.status("aggregating impressions, clicks and conversions"):
+            report = aggregate_analytics(PipelineSettings(), since=since.date() if since else None)
+    except AnalyticsBusy as exc:
+        console.print(f"[red]{exc}[/]: try again when it has finished")
+        raise typer.Exit(1) from exc
+    if report.since is None:
+        console.print("nothing to aggregate: no recommendation events yet")
+        return
+    console.print(
+        f"{report.days} days rewritten ({report.since} to {report.until}): {report.impressions:,} impressions, "
+        f"{report.clicks:,} clicks, {report.conversions:,} conversions in {report.seconds:.1f} s"
+    )
 
 
 @bench_app.command("features")
@@ -752,3 +1027,63 @@ def benchmark(
 
 def main() -> None:
     app()
+
+
+@contextmanager
+def _database() -> Iterator["Engine"]:
+    """The configured platform database; unreachable → a clear message and exit 2, not a traceback."""
+    import sqlalchemy as sa
+
+    from platform_api.db import make_engine
+
+    engine = make_engine(PipelineSettings().platform().sqlalchemy_url)
+    try:
+        yield engine
+    except sa.exc.OperationalError as exc:
+        url = engine.url.render_as_string(hide_password=True)
+        console.print(f"[red]database unreachable[/] ({url}): {str(exc.orig).strip()}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade_cmd(revision: Annotated[str, typer.Argument(help="Target revision.")] = "heads") -> None:
+    """Apply the migrations up to the revision (default: the newest) to the configured database."""
+    from platform_api.migrate import current, pending, upgrade
+
+    with _database() as engine:
+        todo = pending(engine)
+        upgrade(engine, revision)
+        console.print(f"applied {len(todo)} migration(s); the database is at {', '.join(current(engine)) or 'base'}")
+
+
+@db_app.command("current")
+def db_current_cmd() -> None:
+    """The revision the configured database is at, and what is not applied yet (exit 1 when behind)."""
+    from platform_api.migrate import current, pending
+
+    with _database() as engine:
+        at = current(engine)
+        todo = pending(engine)
+    console.print(
+        f"{engine.url.render_as_string(hide_password=True)}: at {', '.join(at) or 'base (empty)'}", soft_wrap=True
+    )
+    for script in todo:
+        console.print(f"  pending: {script.revision} {script.doc}", soft_wrap=True)
+    if todo:
+        raise typer.Exit(1)
+    console.print("up to date")
+
+
+@db_app.command("history")
+def db_history_cmd() -> None:
+    """Every migration, newest first; the database's current one marked."""
+    from platform_api.migrate import current, history
+
+    with _database() as engine:
+        at = set(current(engine))
+        scripts = history(engine)
+    for script in scripts:
+        mark = " (current)" if script.revision in at else ""
+        console.print(f"{script.down_revision or '<base>'} -> {script.revision}{mark}: {script.doc}", soft_wrap=True)

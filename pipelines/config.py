@@ -21,6 +21,42 @@ class PipelineSettings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS"))
     model_name: str = "fitrec-ranker"
+    # The retraining pipeline's gate (`fitrec pipeline retrain`, and the worker's `retrain` job: the same
+    # variables there, hence the explicit names).
+    promote_metric: str = Field(
+        "ndcg@10",
+        validation_alias=AliasChoices("FITREC_PIPELINE_PROMOTE_METRIC"),
+        description="held-out metric the gate compares (training's spelling)",
+    )
+    promote_margin: float = Field(
+        0.005,
+        validation_alias=AliasChoices("FITREC_PIPELINE_PROMOTE_MARGIN"),
+        description="how much better than the champion a new model must be",
+    )
+    max_quarantine_share: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        validation_alias=AliasChoices("FITREC_PIPELINE_MAX_QUARANTINE_SHARE"),
+        description="share of events quarantined since the last passing check that fails it",
+    )
+    min_fresh_holdout_days: float = Field(
+        1.0,
+        gt=0,
+        validation_alias=AliasChoices("FITREC_PIPELINE_MIN_FRESH_HOLDOUT_DAYS"),
+        description="shortest window after the champion's training data that is held out for both",
+    )
+    # `fitrec deploy sagemaker` (each also a command option).
+    sagemaker_role: str | None = Field(None, description="execution role ARN of the SageMaker model")
+    sagemaker_image: str | None = Field(None, description="serving image URI (it runs `fitrec serve-model`)")
+    sagemaker_bucket: str | None = Field(None, description="S3 bucket the model archive is uploaded to")
+    sagemaker_instance_type: str = Field("ml.m5.large", description="instance type of the endpoint")
+    aws_region: str | None = Field(None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+
+    @property
+    def lock_dir(self) -> Path:
+        """Where the named locks of the embedded profile live (pipelines.locks)."""
+        return self.data_dir / "locks"
 
     @property
     def tracking_uri(self) -> str:
@@ -80,7 +116,3 @@ class WorkerSettings(PipelineSettings):
 
             cron_trigger(value)  # a bad expression fails at start-up, not at 3 a.m.
         return value.strip()
-
-    @property
-    def lock_dir(self) -> Path:
-        return self.data_dir / "locks"

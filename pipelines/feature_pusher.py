@@ -11,8 +11,8 @@ hears, after the push, of the users whose new events change what they may be
 recommended (SLATE_EVENTS); a callback that raises fails the pass, whose events
 are then retried next tick (callbacks must be idempotent).
 
-The watermark starts when the process starts: anything received before is the
-last batch build's business. Each read goes back `overlap` before the watermark
+The watermark starts at `started_at` (the worker passes the last materialization's end):
+anything received before is the last batch build's business. Each read goes back `overlap` before the watermark
 (never before the start), since an ingestion transaction may commit after a
 later one (its rows then appear behind the watermark); ids already pushed are
 remembered for that long and skipped.

@@ -23,9 +23,10 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.exc import DBAPIError
 
 from pipelines.config import WorkerSettings
-from pipelines.locks import exclusive
+from pipelines.locks import Held, exclusive
 from platform_api import cache_signals
 from platform_api.job_runs import JobRun
 from platform_api.runtime import Platform, open_platform
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 LEADER_LOCK = "fitrec-worker-leader"
 SIGNAL_RETENTION = timedelta(hours=1)  # far longer than any replica's poll interval
 PRUNE_EVERY_S = 600.0
+CATCH_UP = timedelta(hours=24)
 
 Job = Callable[[WorkerSettings], Mapping[str, Any] | None]
 
@@ -63,23 +65,38 @@ class Worker:
     loader: Any = None  # while leading: the ImpressionLoader
 
     def run(self, stop: threading.Event) -> None:
-        platform = open_platform(self.settings.platform())
+        platform = self._open(stop)
+        if platform is None:
+            return
         try:
             while not stop.is_set():
-                with exclusive(platform.engine, LEADER_LOCK, lock_dir=self.settings.lock_dir) as held:
-                    if held:
-                        log.info("worker %s leads", self.name)
-                        try:
-                            self._lead(platform, stop)
-                        finally:
-                            self.leader = False
-                        return
+                try:
+                    with exclusive(platform.engine, LEADER_LOCK, lock_dir=self.settings.lock_dir) as held:
+                        if held:
+                            log.info("worker %s leads", self.name)
+                            try:
+                                self._lead(platform, stop, held)
+                            finally:
+                                self.leader = False
+                except DBAPIError:  # the database went away while electing or leading: elect again
+                    log.warning("worker %s: database unreachable; electing again", self.name, exc_info=True)
                 stop.wait(self.settings.leader_poll_s)
         finally:
             platform.close()
 
-    def _lead(self, platform: Platform, stop: threading.Event) -> None:
-        background = _Background(stop)
+    def _open(self, stop: threading.Event) -> Platform | None:
+        """The platform (migrated), waiting for the database while it is unreachable; None once told to stop."""
+        while not stop.is_set():
+            try:
+                return open_platform(self.settings.platform())
+            except DBAPIError as exc:
+                log.warning("worker %s: database unreachable (%s); retrying", self.name, str(exc.orig).strip())
+                stop.wait(self.settings.leader_poll_s)
+        return None
+
+    def _lead(self, platform: Platform, stop: threading.Event, held: Held) -> None:
+        term = threading.Event()  # this leadership's end: the worker stops, or it loses the lock
+        background = _Background(term)
         self.pusher = _start_pusher(self.settings, platform) if self.settings.push_interval_s else None
         if self.settings.served_load_s:
             from serving.ranking.impressions import ImpressionLoader
@@ -104,8 +121,12 @@ class Worker:
         scheduler.start()
         self.leader = True  # everything it leads has started
         try:
-            stop.wait()
+            while not stop.wait(self.settings.leader_poll_s):
+                if not held.alive():  # the lock's connection dropped: a standby may lead already
+                    log.error("worker %s lost the leader lock; stepping down", self.name)
+                    return
         finally:
+            term.set()
             scheduler.shutdown(wait=True)
             background.join()
             if self.pusher is not None:
@@ -185,6 +206,7 @@ def _start_pusher(settings: WorkerSettings, platform: Platform) -> Any:
     pusher = FeaturePusher(
         engine=platform.engine,
         store=store,
+        started_at=_pushed_since(store),
         items=items_frame(item.as_row() for item in items).select("item_id", "category", "level"),
         interval_s=settings.push_interval_s,
         on_users=lambda users: signal(cache_signals.USER, sorted(users)),
@@ -192,6 +214,17 @@ def _start_pusher(settings: WorkerSettings, platform: Platform) -> Any:
     )
     pusher.start()
     return pusher
+
+
+def _pushed_since(store: Any) -> datetime:
+    """Where the pusher starts: the last materialization's end, so events received while no worker ran are
+    pushed too; at most CATCH_UP back (older gaps are the hourly materialize job's)."""
+    now = datetime.now(UTC)
+    ends = [view.most_recent_end_time for view in store.list_feature_views() if view.most_recent_end_time]
+    if not ends:
+        return now
+    end = min(e if e.tzinfo else e.replace(tzinfo=UTC) for e in ends)
+    return max(end, now - CATCH_UP)
 
 
 def _outbox_relay(platform: Platform) -> Callable[[], object]:

@@ -25,6 +25,7 @@ from models.recommender import PACKAGE_ARTIFACT, PackagedRecommender
 CHAMPION = "champion"  # what serves
 CHALLENGER = "challenger"  # the newest trained version, waiting for the gate or a person
 PREVIOUS = "previous"  # the champion before the last promotion (serving's fallback, `fitrec model rollback`)
+ROLLED_BACK_TAG = "fitrec.rolled_back_at"  # on a version `rollback` took the champion alias from
 # Metrics `fitrec model list` shows per version (MLflow's spelling), when the version's run logged them.
 KEY_METRICS = (
     "ndcg_at_10",
@@ -246,7 +247,8 @@ def promote(*, tracking_uri: str, name: str, version: str | int) -> Promotion:
 
 def rollback(*, tracking_uri: str, name: str) -> Promotion:
     """Serve `previous` again: it becomes the champion and the `previous` alias is removed (the version
-    rolled back from keeps no alias, so serving never falls back onto it)."""
+    rolled back from keeps no alias, so serving never falls back onto it, and the tag `ROLLED_BACK_TAG`, so
+    the retraining pipeline's gate never promotes it again: only a person can)."""
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     back = _alias_version(client, name, PREVIOUS)
     if back is None:
@@ -254,6 +256,8 @@ def rollback(*, tracking_uri: str, name: str) -> Promotion:
     old = _alias_version(client, name, CHAMPION)
     client.set_registered_model_alias(name, CHAMPION, back)
     client.delete_registered_model_alias(name, PREVIOUS)
+    if old is not None:
+        client.set_model_version_tag(name, old, ROLLED_BACK_TAG, datetime.now(UTC).isoformat())
     return Promotion(champion=back, previous=old)
 
 

@@ -1140,10 +1140,12 @@ def evaluate_model(
     *,
     store: FeatureStore | None,
     oracle: Oracle | None = None,
+    parent_run_id: str | None = None,
 ) -> tuple[str, dict[str, float]]:
     """Evaluate a logged packaged recommender (`runs:/…/recommender`, `models:/name/version`) on a dataset
     run's held-out window; returns (run id, metrics). A model whose generators saw that window (trained
-    after its cutoff) scores too well: the run is tagged `fitrec.leaky` and the metric `leaky` is 1."""
+    after its cutoff) scores too well: the run is tagged `fitrec.leaky` and the metric `leaky` is 1.
+    `parent_run_id` nests the run (e.g. under a retraining pipeline's evaluate step)."""
     import mlflow.pyfunc
 
     started = time.perf_counter()
@@ -1155,7 +1157,7 @@ def evaluate_model(
     leaky = until is not None and _time(until) > _time(data.window["cutoff"])
     metrics["leaky"] = float(leaky)
     tags = {DATASET_TAG: dataset_run_id, "fitrec.evaluated_model": model_uri, "fitrec.leaky": str(leaky).lower()}
-    with _step_run(track, "evaluate", input_run_id=None, parent_run_id=None, tags=tags) as run:
+    with _step_run(track, "evaluate", input_run_id=None, parent_run_id=parent_run_id, tags=tags) as run:
         mlflow.log_params({"oracle": oracle is not None, "topk": store is not None, "model_uri": model_uri})
         mlflow.log_metrics(mlflow_metrics({**metrics, "seconds": time.perf_counter() - started}))
         mlflow.log_dict({"metrics": metrics, "curves": curves}, "evaluation.json")

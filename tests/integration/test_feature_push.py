@@ -245,6 +245,19 @@ def test_the_pusher_pushes_each_new_event_once_and_skips_what_the_contract_refus
         platform.close()
 
 
+def test_events_received_while_no_worker_ran_are_pushed_when_one_starts(folder: Folder) -> None:
+    """The pusher starts at the last materialization, not at the worker's start."""
+    folder.ingest([_workout("u1", datetime.now(UTC) - timedelta(minutes=10), 40)])
+    store = folder.store()
+    assert online_features(store, "u1", [PLAN]).iloc[0]["workouts_7d"] == 1  # built before that workout
+    with folder.worker(push_interval_s=0.2) as worker:
+        deadline = time.monotonic() + DEADLINE_S
+        while online_features(store, "u1", [PLAN]).iloc[0]["workouts_7d"] != 2:
+            assert time.monotonic() < deadline, f"not pushed: {worker.pusher.last_error}"
+            time.sleep(0.1)
+    assert online_features(store, "u1", [PLAN]).iloc[0]["minutes_7d"] == 70
+
+
 def test_push_interval_zero_starts_no_pusher(folder: Folder) -> None:
     with folder.worker(push_interval_s=0) as worker:
         assert worker.leader and worker.pusher is None

@@ -126,3 +126,47 @@ def test_cron_expressions_are_checked_at_start_up(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         WorkerSettings(FITREC_DATA_DIR=tmp_path, retrain_cron="61 * * * *")
     assert WorkerSettings(FITREC_DATA_DIR=tmp_path, retrain_cron="").retrain_cron == ""
+
+
+def test_a_worker_waits_for_an_unreachable_database(tmp_path: Path) -> None:
+    """Started before its database is up, the worker keeps trying instead of dying; it stops when told."""
+    started = Started(Worker(settings(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"), {}))
+    time.sleep(1.0)
+    assert started.thread.is_alive() and not started.worker.leader
+    started.halt()
+
+
+def test_a_leader_whose_lock_connection_drops_steps_down_and_is_elected_again(tmp_path: Path, pg_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from pipelines.locks import lock_key
+    from pipelines.worker import LEADER_LOCK
+
+    key = lock_key(LEADER_LOCK) & 0xFFFFFFFF  # pg_locks shows a bigint key's low 32 bits as objid
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    database = admin.url.database
+
+    def holder() -> int | None:
+        with admin.connect() as conn:
+            pid = conn.execute(
+                text(
+                    "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.objid = :k AND l.granted AND a.datname = :db"
+                ),
+                {"k": key, "db": database},
+            ).scalar()
+        return int(pid) if pid is not None else None
+
+    started = Started(Worker(settings(tmp_path, pg_url), {}))
+    try:
+        wait_for(lambda: started.worker.leader)
+        first = holder()
+        assert first is not None
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first})
+        # It notices within a poll, steps down, and takes the lock again on a new connection.
+        wait_for(lambda: holder() not in (None, first) and started.worker.leader)
+        assert started.thread.is_alive()
+    finally:
+        started.halt()
+        admin.dispose()
