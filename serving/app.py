@@ -11,7 +11,8 @@ from platform_api.deps import document_user_only
 from platform_api.errors import install_error_handlers
 from platform_api.routers import ROUTERS
 from serving.config import ServingSettings
-from serving.routes import feedback, health, items, recommendations
+from serving.metrics import install_metrics
+from serving.routes import analytics, dashboard, feedback, health, items, recommendations
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
@@ -21,7 +22,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from serving.state import start_serving  # heavy imports (Feast, MLflow) only when the app starts
 
-        state = start_serving(settings)
+        state = start_serving(settings, metrics=metrics.ranking)
         app.state.serving = state
         app.state.platform = state.platform
         try:
@@ -35,6 +36,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         summary="Recommendations and the platform API of a fitness app.",
         lifespan=lifespan,
     )
+    metrics = install_metrics(app)
     install_input_guard(app, max_upload_bytes=settings.platform().max_upload_bytes)
     install_error_handlers(app)
     trust_forwarded_headers(app, settings.platform().trusted_proxies)
@@ -42,6 +44,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.include_router(recommendations.router)
     app.include_router(feedback.router)
     app.include_router(items.router)
+    app.include_router(analytics.router)
+    app.include_router(dashboard.router)
     for router in ROUTERS:
         document_user_only(router)
         app.include_router(router)

@@ -1,11 +1,22 @@
 """Settings of the serving app."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from platform_api.config import DEV_PLACEHOLDER, PlatformSettings, default_data_dir
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from platform_api.catalogue.service import Item
+    from serving.ranking.factory import Features
+    from serving.ranking.model_holder import ModelArms
+    from serving.ranking.path import RankingPath
+    from serving.ranking.request_ids import RequestIds
 
 MIN_SECRET_BYTES = 32
 
@@ -36,7 +47,10 @@ class ServingSettings(BaseSettings):
     max_per_category: int = Field(3, ge=1, description="most items of one category in a slate")
     max_level_above: int = Field(1, ge=0, le=2, description="how many levels above the user's an item may be")
     near_cache_ttl_s: float = Field(
-        5.0, ge=0, description="seconds a slate read from Redis stays in this process too (0 = always ask Redis)"
+        30.0,
+        ge=0,
+        description="seconds a slate read from Redis stays in this process too (0 = always ask Redis); the worker's"
+        " signals drop a stale copy within signal_poll_s, this bounds a copy no signal reaches",
     )
     signal_poll_s: float = Field(
         1.0,
@@ -106,6 +120,59 @@ class ServingSettings(BaseSettings):
 
     def platform(self) -> PlatformSettings:
         return PlatformSettings(FITREC_DATA_DIR=self.data_dir, DATABASE_URL=self.database_url)
+
+    # The parts of the ranking path these settings describe: the API (serving.state) and batch precompute
+    # (pipelines.precompute) assemble theirs here, so both rank alike. Imported when called (Feast, MLflow).
+
+    def open_features(self, items: "list[Item]") -> "tuple[FeatureStore | None, Features]":
+        """The feature store and popularity, or what is missing and why (never raises)."""
+        from features.postgres import is_postgres
+        from serving.ranking.factory import open_features
+
+        return open_features(
+            items,
+            data_dir=self.data_dir,
+            redis_url=self.redis_url,
+            project=self.feast_project,
+            offline_url=self.database_url if is_postgres(self.database_url) else None,
+            redis_timeout_s=self.online_timeout_ms / 1000,
+        )
+
+    def model_arms(self) -> "ModelArms":
+        from serving.ranking.model_holder import ModelArms
+
+        return ModelArms(
+            tracking_uri=self.tracking_uri,
+            name=self.model_name,
+            champion_alias=self.model_alias,
+            challenger_alias=self.challenger_alias,
+            challenger_share=self.challenger_share,
+            experiment=self.experiment,
+        )
+
+    def ranking_path(
+        self, items: "list[Item]", features: "Features", sessions: "sessionmaker[Session]", *, scorer_url: str
+    ) -> "RankingPath":
+        from serving.ranking.factory import ranking_path, rule_settings
+
+        return ranking_path(
+            items,
+            features,
+            sessions=sessions,
+            scorer_url=scorer_url,
+            breaker_failures=self.breaker_failures,
+            rules=rule_settings(
+                recent_window_days=self.recent_window_days,
+                max_level_above=self.max_level_above,
+                max_per_category=self.max_per_category,
+            ),
+            n_candidates=self.candidates,
+        )
+
+    def request_ids(self) -> "RequestIds":
+        from serving.ranking.request_ids import RequestIds
+
+        return RequestIds(self.request_id_secret.get_secret_value().encode())
 
 
 class ModelServerSettings(BaseSettings):

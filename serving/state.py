@@ -1,6 +1,7 @@
 """Everything the serving app holds for its lifetime, built once at start-up."""
 
 import asyncio
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -8,18 +9,16 @@ from dataclasses import dataclass
 
 from feast import FeatureStore
 
-from features.postgres import is_postgres
 from platform_api import cache_signals
-from platform_api.catalogue.service import Item, list_items
+from platform_api.catalogue.service import list_items
 from platform_api.runtime import Platform, open_platform
 from serving.auth import KeyCache
 from serving.config import ServingSettings
 from serving.ranking.cache import Cache, make_cache
 from serving.ranking.catalogue import Catalogue
-from serving.ranking.factory import Features, open_features, ranking_path, rule_settings
+from serving.ranking.metrics import RankingMetrics
 from serving.ranking.model_holder import ModelArms
 from serving.ranking.path import Recommender
-from serving.ranking.request_ids import RequestIds
 from serving.ranking.served_log import ServedLog
 
 log = logging.getLogger(__name__)
@@ -47,6 +46,7 @@ class ServingState:
         self.served.close()
         self.recommender.path.scorer.close()
         self.platform.close()
+        gc.unfreeze()  # what start-up froze may be collected again (several apps in one process: the tests)
 
     async def aclose(self) -> None:
         await self.cache.close()
@@ -62,18 +62,6 @@ def _every(every_s: float, stop: threading.Event, work: Callable[[], object], na
                 log.exception("%s failed", name)
 
     threading.Thread(target=loop, daemon=True, name=name).start()
-
-
-def _open_features(settings: ServingSettings, items: list[Item]) -> tuple[FeatureStore | None, Features]:
-    """The feature store and popularity, or what is missing and why (never raises: serving goes on)."""
-    return open_features(
-        items,
-        data_dir=settings.data_dir,
-        redis_url=settings.redis_url,
-        project=settings.feast_project,
-        offline_url=settings.database_url if is_postgres(settings.database_url) else None,
-        redis_timeout_s=settings.online_timeout_ms / 1000,
-    )
 
 
 class CatalogueFollower:
@@ -131,12 +119,12 @@ class SignalFollower:
         return len(rows)
 
 
-def start_serving(settings: ServingSettings) -> ServingState:
+def start_serving(settings: ServingSettings, *, metrics: RankingMetrics | None = None) -> ServingState:
     """Everything serving needs; only the platform database is required, the rest degrades."""
     platform = open_platform(settings.platform())
     with platform.sessions() as session:
         items = list_items(session)
-    store, features = _open_features(settings, items)
+    store, features = settings.open_features(items)
     cache = make_cache(
         settings.cache_url,
         max_entries=settings.cache_max_entries,
@@ -145,38 +133,20 @@ def start_serving(settings: ServingSettings) -> ServingState:
         breaker_reset_s=settings.breaker_reset_s,
         near_ttl_s=settings.near_cache_ttl_s,
     )
-    models = ModelArms(
-        tracking_uri=settings.tracking_uri,
-        name=settings.model_name,
-        champion_alias=settings.model_alias,
-        challenger_alias=settings.challenger_alias,
-        challenger_share=settings.challenger_share,
-        experiment=settings.experiment,
-    )
+    models = settings.model_arms()
     models.refresh()
     served = ServedLog(settings.served_log_dir, flush_s=settings.served_flush_s)
     served.start()
-    path = ranking_path(
-        items,
-        features,
-        sessions=platform.sessions,
-        scorer_url=settings.scorer_url,
-        breaker_failures=settings.breaker_failures,
-        rules=rule_settings(
-            recent_window_days=settings.recent_window_days,
-            max_level_above=settings.max_level_above,
-            max_per_category=settings.max_per_category,
-        ),
-        n_candidates=settings.candidates,
-    )
+    path = settings.ranking_path(items, features, platform.sessions, scorer_url=settings.scorer_url)
     recommender = Recommender(
         path=path,
         models=models,
         cache=cache,
         cache_prefix=settings.cache_prefix,
         cache_ttl_s=settings.cache_ttl_s,
-        request_ids=RequestIds(settings.request_id_secret.get_secret_value().encode()),
+        request_ids=settings.request_ids(),
         on_served=served.record,
+        metrics=metrics,
         rank_timeout_s=settings.rank_timeout_ms / 1000,
         breaker_failures=settings.breaker_failures,
         breaker_reset_s=settings.breaker_reset_s,
@@ -190,6 +160,10 @@ def start_serving(settings: ServingSettings) -> ServingState:
         _every(settings.signal_poll_s, stop, signals.poll, "signal-follower")
     if settings.model_refresh_s:
         _every(settings.model_refresh_s, stop, models.refresh, "model-refresh")
+    # Start-up leaves ~600k long-lived objects (libraries, catalogue, model) that every full collection walks:
+    # ~330 ms during which every request stalls. Frozen, a collection walks only what requests create.
+    gc.collect()
+    gc.freeze()
     return ServingState(
         settings=settings,
         platform=platform,

@@ -109,10 +109,11 @@ class RedisCache:
 
 
 class NearCache:
-    """An in-process copy (`near_ttl_s`, a few seconds) in front of a shared cache.
+    """An in-process copy (`near_ttl_s`) in front of a shared cache.
 
     A hit costs no Redis round trip, which is most of a cached answer's cost. A delete reaches
-    this process's copy at once and other replicas' copies within `near_ttl_s`.
+    this process's copy at once; other replicas drop theirs on the worker's signal (serving's
+    SignalFollower), and at the latest after `near_ttl_s`.
     """
 
     def __init__(self, shared: Cache, *, near_ttl_s: float, max_entries: int) -> None:

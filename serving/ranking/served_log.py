@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
 log = logging.getLogger(__name__)
 
 # (served_at epoch seconds, request_id, user_id, JSON of the served data list, model_version, surface, arm, cached)
@@ -96,7 +98,7 @@ class ServedLog:
             % (
                 at,
                 rid.encode(),
-                json.dumps(uid).encode(),
+                orjson.dumps(uid),
                 version.encode(),
                 arm.encode(),
                 surface.encode(),

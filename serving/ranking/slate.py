@@ -26,25 +26,31 @@ def select(
     allowed: np.ndarray,
     k: int,
     cap: int,
+    late: np.ndarray | None = None,
 ) -> list[Pick]:
     """Walk each (origin, catalogue positions best first) source in turn, taking allowed items while their
-    category has fewer than `cap` picks; if that leaves fewer than k, walk them again without the cap."""
+    category has fewer than `cap` picks, the demoted ones (`late`) only once no other source has an item
+    left; if that leaves fewer than k, walk them again without the cap. The cap is a rule, demotion a
+    preference: a hard session fills a slot before a fourth item of a category does."""
     picks: list[Pick] = []
     taken: set[int] = set()
     counts: dict[object, int] = {}
+    late = np.zeros(len(allowed), dtype=bool) if late is None else late
+    tiers = (False, True) if late.any() else (False,)
     for capped in (True, False):
-        for origin, order in sources:
-            for position in order.tolist():
-                if len(picks) == k:
-                    return picks
-                if position in taken or not allowed[position]:
-                    continue
-                category = categories[position]
-                if capped and counts.get(category, 0) >= cap:
-                    continue
-                taken.add(position)
-                counts[category] = counts.get(category, 0) + 1
-                picks.append(Pick(position, origin))
+        for tier in tiers:
+            for origin, order in sources:
+                for position in order.tolist():
+                    if len(picks) == k:
+                        return picks
+                    if position in taken or not allowed[position] or late[position] != tier:
+                        continue
+                    category = categories[position]
+                    if capped and counts.get(category, 0) >= cap:
+                        continue
+                    taken.add(position)
+                    counts[category] = counts.get(category, 0) + 1
+                    picks.append(Pick(position, origin))
     return picks
 
 
@@ -58,11 +64,3 @@ def with_fresh(picks: list[Pick], fresh: int | None, *, categories: np.ndarray, 
     kept = [p for i, p in enumerate(picks) if i != drop]
     kept.insert(min(slot, len(kept)), Pick(fresh, FRESH))
     return kept
-
-
-def demote(order: np.ndarray, demoted: np.ndarray) -> np.ndarray:
-    """`order` (catalogue positions) with the demoted ones moved after the rest, each part in its order."""
-    if not demoted.any():
-        return order
-    late = demoted[order]
-    return np.concatenate([order[~late], order[late]])

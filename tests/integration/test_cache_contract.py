@@ -107,7 +107,7 @@ def test_a_delete_reaches_the_near_copy_and_redis(redis_url, redis_prefix) -> No
         assert await other.get(redis_prefix + "u", "f") == b"1"  # read through, now near in `other` too
         await one.delete(redis_prefix + "u")
         assert await one.get(redis_prefix + "u", "f") is None
-        # Another replica's near copy lives out its near TTL: the documented bound on staleness.
+        # Another replica's near copy lives out its near TTL unless a signal drops it (serving's SignalFollower).
         assert await other.get(redis_prefix + "u", "f") == b"1"
         await one.close()
         await other.close()
