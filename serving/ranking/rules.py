@@ -25,7 +25,7 @@ RECENT_ITEMS_REF = "user_recent_items:recent_items"
 EXTRA_USER_REFS = (RECENT_ITEMS_REF, "user_health:sleep_7d_avg", "user_health:recovery_score")
 GOAL_WORDS = {
     "build_strength": "strength",
-    "build_muscle": "muscle",
+    "build_muscle": "muscle gain",
     "endurance": "endurance",
     "lose_weight": "weight loss",
     "mobility": "mobility",

@@ -66,6 +66,14 @@ def test_serving_cached_measures_both_caches_and_cleans_redis(bench_dir: Path, r
     assert not (bench_dir / "served").exists()
 
 
+def test_serving_cached_refuses_an_odd_number_of_rounds(tmp_path: Path) -> None:
+    # The side measured second runs slower: an odd count would favour one order in the median.
+    result = CliRunner().invoke(app, ["bench", "serving-cached", "--data-dir", str(tmp_path), "--rounds", "3"])
+    assert result.exit_code == 2
+    assert "even number" in result.output
+    assert not any(tmp_path.iterdir())  # refused before any folder is built
+
+
 def test_serving_uncached_times_both_profiles_with_the_models_candidates(bench_dir: Path, redis_url: str) -> None:
     out = invoke(
         "serving-uncached", "--data-dir", str(bench_dir), *FOLDER, "--rounds", "2", "--requests", "8",

@@ -37,7 +37,7 @@ WINDOW = timedelta(days=7)  # ServingSettings.recent_window_days
 CAP = 3  # ServingSettings.max_per_category
 GOAL_WORDS = {
     "build_strength": "strength",
-    "build_muscle": "muscle",
+    "build_muscle": "muscle gain",
     "endurance": "endurance",
     "lose_weight": "weight loss",
     "mobility": "mobility",
