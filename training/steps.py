@@ -583,56 +583,6 @@ def fit_ranker(
     `params` / `torch_params` override the configuration's LightGBM / PyTorch ranker parameters
     (e.g. what a Tune search found)."""
     tags = _tags_of(track, generators_run_id, "generators")
-    config = load_generators(track, generators_run_id, only=set()).config
-    train, valid, features = ranker_frames(track, generators_run_id)
-    started = time.perf_counter()
-    trained = train_ranker(
-        train, valid, features=features, categorical=[], params={**config.ranker_params, **(params or {})}
-    )
-    lightgbm = trained.ranker(threads=2)
-    candidates: dict[str, Any] = {"lightgbm": lightgbm}
-    valid_pos = with_positive_groups(valid)
-    scores = {"lightgbm": lightgbm.score(valid_pos)}
-    notes: dict[str, Any] = {"lightgbm_seconds": time.perf_counter() - started}
-    if config.torch_ranker and importlib.util.find_spec("models.torch_ranker") is not None:
-        try:
-            from models.torch_ranker import TorchRanker
-
-            started = time.perf_counter()
-            merged_torch = {**config.torch_params, **(torch_params or {})}
-            if uses_ray_train(config):
-                from training.torch_train import fit_torch_ranker_on_ray
-
-                torch_ranker = fit_torch_ranker_on_ray(
-                    with_positive_groups(train), valid_pos, features=features, params=merged_torch
-                )
-            else:
-                torch_ranker = TorchRanker().fit(
-                    with_positive_groups(train), valid_pos, features=features, categorical=[], params=merged_torch
-                )
-            candidates["torch"] = torch_ranker
-            scores["torch"] = np.asarray(torch_ranker.score(valid_pos), dtype=np.float64)
-            notes["torch_seconds"] = time.perf_counter() - started
-        except Exception as exc:  # noqa: BLE001 - the LightGBM ranker still serves; the run says why
-            notes["torch_error"] = f"{type(exc).__name__}: {exc}"
-    valid_ndcg = {name: mean_ndcg(valid_pos, s) for name, s in scores.items()}
-    if "torch" in scores:
-        scales = {name: _standard(s) for name, s in scores.items()}
-        for weight in (0.25, 0.5, 0.75):
-            blend = BlendRanker(
-                {"lightgbm": lightgbm, "torch": candidates["torch"]},
-                weights={"lightgbm": 1 - weight, "torch": weight},
-                scales=scales,
-            )
-            name = f"blend_{weight:.2f}"
-            candidates[name] = blend
-            valid_ndcg[name] = mean_ndcg(valid_pos, blend.score(valid_pos))
-    # Another ranker serves only when it beats LightGBM by the margin: below it the difference is noise on a
-    # few hundred validation groups, and LightGBM alone scores faster and explains its scores.
-    best = max(valid_ndcg, key=lambda name: (round(valid_ndcg[name], 6), name == "lightgbm"))
-    choice = best if valid_ndcg[best] >= valid_ndcg["lightgbm"] + config.choice_margin else "lightgbm"
-    notes["best_on_validation"] = best
-    chosen = candidates[choice]
     with _step_run(
         track,
         "ranker",
@@ -640,6 +590,57 @@ def fit_ranker(
         parent_run_id=parent_run_id,
         tags={DATASET_TAG: tags[DATASET_TAG], GENERATORS_TAG: generators_run_id},
     ) as run:
+        # The fits run inside the step run: its duration is the ranker step's time.
+        config = load_generators(track, generators_run_id, only=set()).config
+        train, valid, features = ranker_frames(track, generators_run_id)
+        started = time.perf_counter()
+        trained = train_ranker(
+            train, valid, features=features, categorical=[], params={**config.ranker_params, **(params or {})}
+        )
+        lightgbm = trained.ranker(threads=2)
+        candidates: dict[str, Any] = {"lightgbm": lightgbm}
+        valid_pos = with_positive_groups(valid)
+        scores = {"lightgbm": lightgbm.score(valid_pos)}
+        notes: dict[str, Any] = {"lightgbm_seconds": time.perf_counter() - started}
+        if config.torch_ranker and importlib.util.find_spec("models.torch_ranker") is not None:
+            try:
+                from models.torch_ranker import TorchRanker
+
+                started = time.perf_counter()
+                merged_torch = {**config.torch_params, **(torch_params or {})}
+                if uses_ray_train(config):
+                    from training.torch_train import fit_torch_ranker_on_ray
+
+                    torch_ranker = fit_torch_ranker_on_ray(
+                        with_positive_groups(train), valid_pos, features=features, params=merged_torch
+                    )
+                else:
+                    torch_ranker = TorchRanker().fit(
+                        with_positive_groups(train), valid_pos, features=features, categorical=[], params=merged_torch
+                    )
+                candidates["torch"] = torch_ranker
+                scores["torch"] = np.asarray(torch_ranker.score(valid_pos), dtype=np.float64)
+                notes["torch_seconds"] = time.perf_counter() - started
+            except Exception as exc:  # noqa: BLE001 - the LightGBM ranker still serves; the run says why
+                notes["torch_error"] = f"{type(exc).__name__}: {exc}"
+        valid_ndcg = {name: mean_ndcg(valid_pos, s) for name, s in scores.items()}
+        if "torch" in scores:
+            scales = {name: _standard(s) for name, s in scores.items()}
+            for weight in (0.25, 0.5, 0.75):
+                blend = BlendRanker(
+                    {"lightgbm": lightgbm, "torch": candidates["torch"]},
+                    weights={"lightgbm": 1 - weight, "torch": weight},
+                    scales=scales,
+                )
+                name = f"blend_{weight:.2f}"
+                candidates[name] = blend
+                valid_ndcg[name] = mean_ndcg(valid_pos, blend.score(valid_pos))
+        # Another ranker serves only when it beats LightGBM by the margin: below it the difference is noise on a
+        # few hundred validation groups, and LightGBM alone scores faster and explains its scores.
+        best = max(valid_ndcg, key=lambda name: (round(valid_ndcg[name], 6), name == "lightgbm"))
+        choice = best if valid_ndcg[best] >= valid_ndcg["lightgbm"] + config.choice_margin else "lightgbm"
+        notes["best_on_validation"] = best
+        chosen = candidates[choice]
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "ranker"
             save_ranker(chosen, folder / "model")
